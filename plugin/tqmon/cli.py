@@ -1,0 +1,101 @@
+"""The `tqmon` command: collect once to stdout (Telegraf exec), to a textfile, or in a loop.
+
+Exit status: 0 whenever metrics were produced, partial ones included (Telegraf drops the whole
+output of a failing command); 2 and one line on stderr for a usage or config error; 1 and one
+line if the output cannot be written. Never a traceback (set TQMON_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from . import catalog, exposition
+from .config import Config, ConfigError, load
+from .run import collect_once
+
+log = logging.getLogger("tqmon")
+
+
+class _Redact(logging.Filter):
+    """Last line of defence: the password never reaches stderr, whatever a library says."""
+
+    def __init__(self, secret: str | None) -> None:
+        super().__init__()
+        self._secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._secret:
+            message = record.getMessage()
+            if self._secret in message:
+                record.msg, record.args = message.replace(self._secret, "***"), ()
+        return True
+
+
+def _setup_logging(config: Config | None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tqmon: %(message)s"))
+    handler.addFilter(_Redact(config.password if config else None))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+
+
+def _produce(config: Config) -> bytes:
+    return exposition.render(catalog.default(), collect_once(config), config.format)
+
+
+def _loop(config: Config) -> int:
+    """Rewrite the textfile every --interval seconds until SIGTERM or SIGINT."""
+    assert config.textfile is not None and config.interval is not None
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # Only set a flag: a write in progress completes, so the file in place stays whole.
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.is_set():
+        started = time.monotonic()
+        exposition.write_atomic(config.textfile, _produce(config))
+        stop.wait(max(0.0, config.interval - (time.monotonic() - started)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config: Config | None = None
+    try:
+        config = load(argv)
+        _setup_logging(config)
+        for warning in config.warnings:
+            log.warning(warning)
+        if config.interval is not None:
+            return _loop(config)
+        data = _produce(config)
+        if config.textfile is not None:
+            exposition.write_atomic(config.textfile, data)
+        else:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        return 0
+    except ConfigError as exc:
+        print(f"tqmon: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `tqmon | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        print(f"tqmon: error: cannot write output: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if os.environ.get("TQMON_DEBUG"):
+            raise
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        if config and config.password:
+            text = text.replace(config.password, "***")
+        print(f"tqmon: internal error: {type(exc).__name__}: {text}", file=sys.stderr)
+        return 1

@@ -1,0 +1,258 @@
+"""Configuration from flags, environment and a YAML file: flags win over env, env over file.
+
+Secrets (the Redis password) come from TQMON_REDIS_PASSWORD, a password file, or a URL; the
+resolved Config keeps them out of repr() and every URL is stored without its credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+from . import __version__
+
+DEFAULT_URL = "redis://127.0.0.1:6379"
+DEFAULT_TIMEOUT = 3.0  # seconds; Telegraf's exec default timeout is 5 s
+COLLECTORS = ("nodes",)
+FORMATS = ("prometheus", "openmetrics")
+ENV_URL, ENV_PASSWORD, ENV_CONFIG = "TQMON_REDIS_URL", "TQMON_REDIS_PASSWORD", "TQMON_CONFIG"
+
+
+class ConfigError(Exception):
+    """A usage or configuration error: reported as one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One seed address from a URL, without credentials."""
+
+    host: str
+    port: int
+    tls: bool
+    db: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Config:
+    targets: tuple[Target, ...] = (Target("127.0.0.1", 6379, tls=False),)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_server_name: str | None = None
+    tls_insecure: bool = False
+    cluster_name: str = "default"
+    timeout: float = DEFAULT_TIMEOUT
+    format: str = "prometheus"
+    textfile: Path | None = None
+    interval: float | None = None
+    collectors: tuple[str, ...] = COLLECTORS
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def tls(self) -> bool:
+        return any(t.tls for t in self.targets)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, no usage dump
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="tqmon",
+        description="Collect Redis and task-queue metrics once and print them in Prometheus "
+        "text format. The password comes from TQMON_REDIS_PASSWORD or --password-file.",
+        argument_default=argparse.SUPPRESS,  # unset flags stay absent so env and file apply
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML config file (env TQMON_CONFIG)")
+    p.add_argument("--redis-url", metavar="URL", action="append", dest="redis_url",
+                   help=f"seed node, repeatable (env {ENV_URL}, comma-separated; "
+                   f"default {DEFAULT_URL}); redis:// or rediss://")
+    p.add_argument("--username", metavar="NAME", help="ACL username")
+    p.add_argument("--password-file", metavar="PATH", help="file holding the password")
+    p.add_argument("--tls-ca-file", metavar="PATH", help="CA bundle to verify the server")
+    p.add_argument("--tls-cert-file", metavar="PATH", help="client certificate")
+    p.add_argument("--tls-key-file", metavar="PATH", help="client private key")
+    p.add_argument("--tls-server-name", metavar="NAME", help="name to verify the server as")
+    p.add_argument("--tls-insecure", action="store_true", help="skip certificate verification")
+    p.add_argument("--cluster-name", metavar="NAME", help="value of the cluster_name label")
+    p.add_argument("--timeout", metavar="SECONDS", type=float,
+                   help=f"deadline for the whole run (default {DEFAULT_TIMEOUT})")
+    p.add_argument("--format", choices=FORMATS, help="exposition format (default prometheus)")
+    p.add_argument("--textfile", metavar="PATH",
+                   help="write atomically to PATH (node_exporter textfile) instead of stdout")
+    p.add_argument("--interval", metavar="SECONDS", type=float,
+                   help="repeat every SECONDS, rewriting --textfile, until SIGTERM/SIGINT")
+    p.add_argument("--collectors", metavar="LIST",
+                   help=f"comma-separated collectors to run (default {','.join(COLLECTORS)})")
+    p.add_argument("--version", action="version", version=f"tqmon {__version__}")
+    return p
+
+
+def _read_secret(path: str, what: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or 'not UTF-8 text'}") from None
+    secret = text.rstrip("\r\n")
+    if not secret:
+        raise ConfigError(f"{what} {path} is empty")
+    return secret
+
+
+def _parse_url(url: str) -> tuple[Target, str | None, str | None]:
+    """Return the target and any username/password the URL carries; errors never echo it."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    safe = "the URL" if parts is None else f"{parts.scheme}://{parts.hostname or ''}"
+    if parts is None or parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigError(f"invalid Redis URL ({safe}...): expected redis://host:port or "
+                          "rediss://host:port")
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ConfigError(f"invalid Redis URL ({safe}...): the path must be a database number")
+    target = Target(parts.hostname, port or 6379, tls=parts.scheme == "rediss",
+                    db=int(path or 0))
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return target, user, password
+
+
+def _load_file(path: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where else ""
+        raise ConfigError(f"config file {path} is not valid YAML{at}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of option: value")
+    allowed = {a.dest for a in build_parser()._actions} - {"help", "version", "config"}
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    if unknown := sorted(set(data) - allowed):
+        raise ConfigError(f"config file {path}: unknown option {unknown[0]!r}")
+    return data
+
+
+def _as_list(value: Any, what: str) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise ConfigError(f"{what} must be a string or a list of strings")
+
+
+def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Resolve the configuration: flags, then environment, then config file, then defaults."""
+    env = os.environ if env is None else env
+    flags = vars(build_parser().parse_args(argv))
+    config_path = flags.get("config") or env.get(ENV_CONFIG)
+    file = _load_file(config_path) if config_path else {}
+
+    def pick(key: str, default: Any = None) -> Any:
+        return flags.get(key, file.get(key, default))
+
+    warnings: list[str] = []
+    if "redis_url" in flags:
+        urls, source = flags["redis_url"], "flag"
+    elif env.get(ENV_URL):
+        urls, source = _as_list(env[ENV_URL], ENV_URL), "env"
+    elif "redis_url" in file:
+        urls, source = _as_list(file["redis_url"], "redis_url"), "file"
+    else:
+        urls, source = [DEFAULT_URL], "default"
+    if not urls:
+        raise ConfigError("no Redis URL given")
+    parsed = [_parse_url(u) for u in urls]
+    targets = tuple(dict.fromkeys(t for t, _, _ in parsed))
+    url_user = next((u for _, u, _ in parsed if u), None)
+    url_password = next((p for _, _, p in parsed if p), None)
+    if url_password and source == "flag":
+        warnings.append("a password in --redis-url is visible to other local users; "
+                        f"use {ENV_PASSWORD} or --password-file")
+
+    if "password_file" in flags:
+        password = _read_secret(flags["password_file"], "password file")
+    elif env.get(ENV_PASSWORD):
+        password = env[ENV_PASSWORD]
+    elif file.get("password_file"):
+        password = _read_secret(str(file["password_file"]), "password file")
+    else:
+        password = url_password
+
+    tls_files = {}
+    for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        value = pick(key)
+        if value is not None:
+            if not os.access(str(value), os.R_OK):
+                raise ConfigError(f"cannot read {key.replace('_', '-')} {value}")
+            tls_files[key] = str(value)
+    tls_insecure = bool(pick("tls_insecure", False))
+    if (tls_files or pick("tls_server_name") or tls_insecure) and not any(t.tls for t in targets):
+        raise ConfigError("TLS options are set but no URL uses rediss://")
+    if ("tls_cert_file" in tls_files) != ("tls_key_file" in tls_files):
+        raise ConfigError("--tls-cert-file and --tls-key-file go together")
+
+    timeout = _positive(pick("timeout", DEFAULT_TIMEOUT), "timeout")
+    interval = pick("interval")
+    interval = None if interval is None else _positive(interval, "interval")
+    textfile = pick("textfile")
+    if interval is not None and not textfile:
+        raise ConfigError("--interval needs --textfile to write to")
+    fmt = pick("format", "prometheus")
+    if fmt not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}")
+    collectors = tuple(dict.fromkeys(_as_list(pick("collectors", list(COLLECTORS)), "collectors")))
+    if unknown := [c for c in collectors if c not in COLLECTORS]:
+        raise ConfigError(f"unknown collector {unknown[0]!r} (choose from {', '.join(COLLECTORS)})")
+    if not collectors:
+        raise ConfigError("no collectors selected")
+    if textfile and Path(str(textfile)).is_dir():
+        raise ConfigError(f"--textfile {textfile} is a directory")
+
+    return Config(
+        targets=targets,
+        username=pick("username") or url_user,
+        password=password,
+        tls_server_name=pick("tls_server_name"),
+        tls_insecure=tls_insecure,
+        cluster_name=str(pick("cluster_name", "default")),
+        timeout=timeout,
+        format=fmt,
+        textfile=Path(str(textfile)) if textfile else None,
+        interval=interval,
+        collectors=collectors,
+        warnings=tuple(warnings),
+        **tls_files,
+    )
+
+
+def _positive(value: Any, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number of seconds") from None
+    if not number > 0 or number == float("inf"):
+        raise ConfigError(f"{what} must be a positive number of seconds")
+    return number

@@ -1,0 +1,46 @@
+"""One collection pass: topology, then every selected collector in parallel, then self-metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from . import __version__
+from .collectors import Context, Sample, registry
+from .config import Config
+from .parallel import Deadline, run_parallel
+from .topology import describe_error, discover
+
+log = logging.getLogger(__name__)
+
+OUTPUT_RESERVE = 0.1  # share of --timeout kept back for rendering and writing the output
+
+
+def collect_once(config: Config) -> list[Sample]:
+    """Collect everything once; never raises for a Redis or collector failure."""
+    deadline = Deadline(config.timeout * (1 - OUTPUT_RESERVE))
+    ctx = Context(config=config, topology=discover(config, deadline), deadline=deadline)
+    collectors = registry()
+
+    def timed(name: str) -> tuple[list[Sample], bool, float]:
+        started = time.monotonic()
+        try:
+            samples, ok = collectors[name](ctx), True
+        except Exception as exc:  # one failing collector must not take the others down
+            log.warning("collector %s failed: %s", name, describe_error(exc))
+            samples, ok = [], False
+        return samples, ok, time.monotonic() - started
+
+    started = time.monotonic()
+    results = run_parallel({n: (lambda n=n: timed(n)) for n in config.collectors}, deadline)
+    samples: list[Sample] = [Sample("tqmon_build_info", {"version": __version__}, 1.0)]
+    for name in config.collectors:
+        result = results[name]
+        if isinstance(result, BaseException):
+            log.warning("collector %s: %s", name, describe_error(result))
+            result = ([], False, time.monotonic() - started)
+        collected, ok, seconds = result
+        samples += collected
+        samples.append(Sample("tqmon_collector_up", {"collector": name}, 1.0 if ok else 0.0))
+        samples.append(Sample("tqmon_collection_duration_seconds", {"collector": name}, seconds))
+    return samples

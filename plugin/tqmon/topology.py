@@ -1,0 +1,157 @@
+"""Discover the Redis nodes to monitor from the seed URLs.
+
+Cluster mode: every node CLUSTER NODES lists (masters, replicas, and nodes flagged fail, pfail,
+handshake or noaddr), so that a node that is down is still known and reported as down.
+Standalone: each seed, its replicas from INFO replication, and its master if it is a replica.
+A seed that does not answer stays in the topology with role "unknown".
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import connection
+from .config import Config, Target
+from .parallel import Deadline, run_parallel
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_SHARE = 0.5  # of the run's time: a hung seed must leave time to query the other nodes
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True)
+class Node:
+    host: str  # "" when the cluster knows no address for the node (noaddr)
+    port: int
+    role: str  # master | replica | unknown, as discovery saw it
+    tls: bool = False
+    cluster_node_id: str = ""
+    master_address: str = ""  # a replica's master, when known
+    flags: tuple[str, ...] = ()
+
+    @property
+    def address(self) -> str:
+        if not self.host:
+            return f"noaddr:{self.cluster_node_id}"
+        return format_address(self.host, self.port)
+
+
+@dataclass(frozen=True)
+class Topology:
+    mode: str  # cluster | standalone | unknown (no seed answered)
+    nodes: tuple[Node, ...]
+    seed_errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cluster(self) -> bool:
+        return self.mode == "cluster"
+
+
+def parse_cluster_nodes(text: str, tls: bool) -> list[Node]:
+    """Parse CLUSTER NODES output.
+
+    Parsed here rather than by redis-py's callback, which keys nodes by address and so merges
+    nodes that share one (several handshake or noaddr nodes all show ":0").
+    """
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    address_by_id: dict[str, str] = {}
+    parsed = []
+    for row in rows:
+        node_id, addr, flags = row[0], row[1], tuple(row[2].split(","))
+        hostport = addr.split("@", 1)[0].split(",", 1)[0]
+        host, _, port = hostport.rpartition(":")
+        host = host.strip("[]")
+        if "noaddr" in flags or not host:
+            host = ""
+        port_number = int(port) if port.isdigit() else 0
+        address_by_id[node_id] = format_address(host, port_number) if host else ""
+        parsed.append((node_id, host, port_number, flags, row[3]))
+    nodes = []
+    for node_id, host, port, flags, master_id in parsed:
+        role = "master" if "master" in flags else "replica" if "slave" in flags else "unknown"
+        nodes.append(Node(
+            host=host, port=port, role=role, tls=tls, cluster_node_id=node_id,
+            master_address=address_by_id.get(master_id, "") if master_id != "-" else "",
+            flags=flags,
+        ))
+    return nodes
+
+
+def _standalone_nodes(seed: Target, info: dict[str, Any]) -> list[Node]:
+    """The seed, its replicas (INFO replication slaveN), and its master if it is a replica."""
+    is_replica = info.get("role") == "slave"
+    nodes = []
+    master_address = ""
+    if is_replica and info.get("master_host"):
+        master = Node(str(info["master_host"]), int(info["master_port"]), "master", tls=seed.tls)
+        master_address = master.address
+        nodes.append(master)
+    seed_node = Node(seed.host, seed.port, "replica" if is_replica else "master", tls=seed.tls,
+                     master_address=master_address)
+    nodes.insert(0, seed_node)
+    for key, value in info.items():
+        if key.startswith("slave") and key[5:].isdigit() and isinstance(value, dict):
+            nodes.append(Node(str(value["ip"]), int(value["port"]), "replica", tls=seed.tls,
+                              master_address=seed_node.address))
+    return nodes
+
+
+def _probe_seed(config: Config, seed: Target, deadline: Deadline) -> tuple[Any, Any]:
+    """INFO replication and CLUSTER NODES in one round trip; either may be an error."""
+    client = connection.client(config, seed.host, seed.port, deadline, tls=seed.tls, db=seed.db)
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command("INFO", "replication")
+        pipe.execute_command("CLUSTER", "NODES")  # raw text: see parse_cluster_nodes
+        info, nodes = pipe.execute(raise_on_error=False)
+    finally:
+        client.close()
+    if isinstance(info, Exception):
+        raise info
+    return info, nodes
+
+
+def discover(config: Config, deadline: Deadline) -> Topology:
+    """Ask every seed in parallel; the first cluster seed (in order) describes the cluster."""
+    budget = deadline.sub(DISCOVERY_SHARE)
+    answers = run_parallel(
+        {seed: (lambda s=seed: _probe_seed(config, s, budget)) for seed in config.targets},
+        budget,
+    )
+    nodes: dict[str, Node] = {}
+    errors: dict[str, str] = {}
+    mode = "unknown"
+    for seed in config.targets:
+        answer = answers[seed]
+        if isinstance(answer, BaseException):
+            errors[seed.address] = describe_error(answer)
+            continue
+        info, cluster_nodes = answer
+        if isinstance(cluster_nodes, str):
+            if mode != "cluster":
+                mode = "cluster"
+                for node in parse_cluster_nodes(cluster_nodes, seed.tls):
+                    nodes.setdefault(node.address, node)
+            continue
+        mode = "standalone" if mode == "unknown" else mode
+        for node in _standalone_nodes(seed, info):
+            nodes.setdefault(node.address, node)
+    for seed in config.targets:
+        if seed.address not in nodes:
+            nodes[seed.address] = Node(seed.host, seed.port, "unknown", tls=seed.tls)
+    for address, error in errors.items():
+        log.warning("seed %s: %s", address, error)
+    return Topology(mode=mode, nodes=tuple(nodes.values()), seed_errors=errors)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line about a failed call, naming its kind; never contains credentials."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    kind = type(exc).__name__
+    return f"{kind}: {text}" if text else kind
