@@ -228,8 +228,12 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         raise ConfigError(f"unknown collector {unknown[0]!r} (choose from {', '.join(COLLECTORS)})")
     if not collectors:
         raise ConfigError("no collectors selected")
-    if textfile and Path(str(textfile)).is_dir():
-        raise ConfigError(f"--textfile {textfile} is a directory")
+    if textfile:
+        directory = Path(str(textfile)).parent
+        if Path(str(textfile)).is_dir() or not directory.is_dir():
+            raise ConfigError(f"--textfile {textfile}: not a file in an existing directory")
+        if not os.access(directory, os.W_OK):
+            raise ConfigError(f"--textfile {textfile}: directory {directory} is not writable")
 
     return Config(
         targets=targets,

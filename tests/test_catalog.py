@@ -1,0 +1,82 @@
+"""The catalog's own rules, and that it matches what the plugin emits in both directions."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from helpers import catalog_name, run_tqmon
+
+from tqmon import catalog, collectors
+from tqmon.catalog import CatalogError
+
+GOOD = {
+    "version": 1,
+    "labels": {"node_id": "one per node"},
+    "metrics": [{"name": "x_up", "type": "gauge", "unit": "", "help": "h",
+                 "labels": ["node_id"], "collector": "nodes", "origin": "tqmon"}],
+}
+
+
+def _with(**changes):
+    doc = copy.deepcopy(GOOD)
+    doc["metrics"][0].update(changes)
+    return doc
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({**GOOD, "metrics": GOOD["metrics"] * 2}, "listed twice"),
+    (_with(type="summary"), "type must be one of"),
+    (_with(help=""), "help text is missing"),
+    (_with(labels="node_id"), "labels must be a list"),
+    (_with(labels=["node_id", "node_id"]), "duplicate label"),
+    (_with(labels=["undeclared"]), "not declared"),
+    (_with(name="bad-name"), "not a valid Prometheus metric name"),
+    (_with(type="counter"), "counters, and only counters, end in _total"),
+    (_with(name="x_total"), "counters, and only counters, end in _total"),
+    (_with(name="x_bytes"), "declares no unit"),
+    (_with(unit="bytes"), "must end in _bytes"),
+    (_with(unit="furlongs"), "unit must be one of"),
+    (_with(type="info"), "info metrics end in _info"),
+    (_with(type="histogram", name="x_seconds", unit="seconds"), "list their bucket bounds"),
+    (_with(type="histogram", name="x_seconds", unit="seconds", buckets=[2, 1]),
+     "strictly increasing"),
+    (_with(origin="elsewhere"), "origin must be one of"),
+    (_with(colour="red"), "unknown keys"),
+    ({**GOOD, "version": 2}, "version: 1"),
+])
+def test_invalid_catalogs_are_rejected(doc, message):
+    with pytest.raises(CatalogError, match=message):
+        catalog.parse(doc)
+
+
+def test_valid_catalog_loads():
+    assert list(catalog.parse(GOOD).metrics) == ["x_up"]
+
+
+def test_shipped_catalog_is_valid_and_keeps_the_seed_names():
+    cat = catalog.default()
+    seed = {
+        "redis_cluster_node_up": ("node_id", "role", "cluster_name"),
+        "redis_cluster_memory_bytes": ("node_id", "role", "cluster_name"),
+        "redis_cluster_connected_clients": ("node_id", "role", "cluster_name"),
+        "redis_cluster_ops_per_sec": ("node_id", "role", "cluster_name"),
+        "redis_cluster_replication_lag_seconds": ("master_id", "replica_id", "cluster_name"),
+    }
+    for name, labels in seed.items():
+        assert cat[name].labels == labels and cat[name].origin == "seed"
+    assert {m.name for m in cat.metrics.values() if m.origin == "seed"} >= set(seed)
+    with open(catalog.resources.files("tqmon").joinpath("catalog.yaml")) as f:
+        assert catalog.parse(yaml.safe_load(f)) == cat
+
+
+def test_every_catalog_metric_is_emitted(cluster, replicated):
+    """Drift the other way: a catalog entry no run emits is a stale entry or a broken collector."""
+    seen: set[str] = set()
+    for url in (cluster.urls[0], replicated[0].url):
+        result = run_tqmon("--redis-url", url)
+        seen |= {catalog_name(s.name) for s in result.samples}
+    implemented = {*collectors.registry(), "self"}
+    expected = {m.name for m in catalog.default().metrics.values() if m.collector in implemented}
+    assert expected - seen == set()

@@ -1,0 +1,127 @@
+"""Output modes: OpenMetrics, the atomic textfile, and the --interval loop's clean stop."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+from helpers import TQMON, check_exposition, read_textfile, run_tqmon
+
+
+def test_openmetrics_format(standalone):
+    result = run_tqmon("--redis-url", standalone.url, "--format", "openmetrics")
+    assert result.returncode == 0
+    assert result.stdout.endswith("# EOF\n")
+    assert "# UNIT redis_cluster_memory_bytes bytes" in result.stdout
+    assert "# TYPE redis_cluster_node info" in result.stdout
+    assert result.value("redis_cluster_node_up", node_id=standalone.address) == 1
+    assert "_created" not in result.stdout
+
+
+def test_no_created_series_in_text_format(standalone):
+    result = run_tqmon("--redis-url", standalone.url)
+    assert "_created" not in result.stdout
+
+
+def test_textfile_once(standalone, tmp_path):
+    path = tmp_path / "tqmon.prom"
+    result = run_tqmon("--redis-url", standalone.url, "--textfile", str(path))
+    assert result.returncode == 0 and result.stdout == ""
+    assert read_textfile(path).value("redis_cluster_node_up", node_id=standalone.address) == 1
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert sorted(os.listdir(tmp_path)) == ["tqmon.prom"]
+
+
+def test_textfile_in_missing_directory_is_config_error(tmp_path):
+    result = run_tqmon("--textfile", str(tmp_path / "missing" / "x.prom"))
+    assert result.returncode == 2 and "existing directory" in result.stderr
+
+
+def _start_loop(url: str, path, interval: str = "0.02") -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TQMON_")}
+    return subprocess.Popen([*TQMON, "--redis-url", url, "--textfile", str(path),
+                             "--interval", interval, "--timeout", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+
+
+def test_concurrent_reader_never_sees_a_partial_file(standalone, tmp_path):
+    path = tmp_path / "tqmon.prom"
+    proc = _start_loop(standalone.url, path)
+    contents: set[str] = set()
+    reads = 0
+    deadline = time.monotonic() + 4
+    try:
+        while time.monotonic() < deadline:
+            try:
+                text = path.read_text()
+            except FileNotFoundError:
+                continue
+            reads += 1
+            assert text.endswith('tqmon_build_info{version="0.1.0"} 1.0\n'), text[-200:]
+            contents.add(text)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "Traceback" not in err
+    assert len(contents) > 5, (reads, len(contents))  # the file really was rewritten meanwhile
+    for text in random.sample(sorted(contents), 5):
+        check_exposition(text)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_interval_leaves_complete_file_and_no_temp(standalone, tmp_path, signum):
+    path = tmp_path / "tqmon.prom"
+    for attempt in range(4):
+        proc = _start_loop(standalone.url, path, interval="0.01")
+        time.sleep(0.4 + 0.13 * attempt)  # land at different points of the write cycle
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        assert err == ""
+        assert sorted(os.listdir(tmp_path)) == ["tqmon.prom"]
+        assert read_textfile(path).value("redis_cluster_node_up",
+                                         node_id=standalone.address) == 1
+
+
+def test_interval_keeps_going_while_redis_is_down_and_back(standalone, tmp_path):
+    path = tmp_path / "tqmon.prom"
+    proc = _start_loop(standalone.url, path, interval="0.1")
+    try:
+        time.sleep(1)
+        standalone.signal(signal.SIGSTOP)
+        time.sleep(2.5)
+        down = read_textfile(path)
+        standalone.signal(signal.SIGCONT)
+        time.sleep(1.5)
+        up = read_textfile(path)
+    finally:
+        standalone.signal(signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert down.value("redis_cluster_node_up", node_id=standalone.address) == 0
+    assert up.value("redis_cluster_node_up", node_id=standalone.address) == 1
+    assert proc.returncode == 0
+
+
+def test_broken_pipe_is_quiet(standalone):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TQMON_")}
+    proc = subprocess.run(f"{' '.join(TQMON)} --redis-url {standalone.url} | head -1",
+                          shell=True, capture_output=True, text=True, env=env, timeout=30)
+    assert proc.stdout.startswith("# HELP") and proc.stderr == ""
+
+
+def test_parallel_reads_dont_block_each_other(standalone, tmp_path):
+    """Two loops writing two files in one directory never clobber each other's temp files."""
+    a, b = tmp_path / "a.prom", tmp_path / "b.prom"
+    procs = [_start_loop(standalone.url, a), _start_loop(standalone.url, b)]
+    time.sleep(1.5)
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.communicate(timeout=10)
+        assert proc.returncode == 0
+    assert sorted(os.listdir(tmp_path)) == ["a.prom", "b.prom"]
