@@ -11,7 +11,6 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-
 from tqmon import devcluster
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
-
 from tqmon import catalog
 
 TQMON = [sys.executable, "-m", "tqmon"]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from helpers import run_tqmon
-
 from tqmon import devcluster
 
 PASSWORD = "s3cret-Pa55word-xyz"
@@ -16,7 +15,8 @@ MONITOR_ACL = f"monitor on >{PASSWORD} -@all +info +ping +cluster|info +cluster|
 
 @pytest.fixture(scope="module")
 def acl_server():
-    server = devcluster.start_standalone(["--user", *MONITOR_ACL.split(), "--requirepass", "admin-pw"])
+    server = devcluster.start_standalone(
+        ["--user", *MONITOR_ACL.split(), "--requirepass", "admin-pw"])
     yield server
     server.stop()
 

@@ -7,7 +7,6 @@ import copy
 import pytest
 import yaml
 from helpers import catalog_name, run_tqmon
-
 from tqmon import catalog, collectors
 from tqmon.catalog import CatalogError
 

@@ -7,7 +7,6 @@ import threading
 
 import pytest
 from helpers import run_tqmon
-
 from tqmon import devcluster
 
 
@@ -47,8 +46,8 @@ def test_sigstopped_cluster_replica_is_down_others_intact(breakable_cluster):
         replica.signal(signal.SIGCONT)
     assert result.returncode == 0
     assert result.elapsed < 3, result.elapsed
-    up = {s["node_id"]: (s["role"], v) for s, v in zip(
-        result.series("redis_cluster_node_up"), result.values("redis_cluster_node_up"))}
+    up = {s["node_id"]: (s["role"], result.value("redis_cluster_node_up", **s))
+          for s in result.series("redis_cluster_node_up")}
     assert up.pop(replica.address) == ("replica", 0)
     assert len(up) == 5 and all(v == 1 for _, v in up.values())
     devcluster.wait_for(lambda: devcluster._cluster_ok(cluster.servers), 30, "cluster ok again")

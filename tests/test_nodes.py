@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 
+import redis
 from helpers import run_tqmon
-
 from tqmon import devcluster
 
 
@@ -41,16 +42,10 @@ def test_evictions_and_rejected_connections_are_counted(standalone):
     client.config_set("maxmemory", 0)  # stop evicting so the counter holds still
     client.config_set("maxclients", 3)
     held = [standalone.client() for _ in range(3)]
-    for c in held:
-        try:
-            c.ping()
-        except Exception:
-            pass
     extra = standalone.client()
-    try:
-        extra.ping()
-    except Exception:
-        pass
+    for c in [*held, extra]:  # the fourth connection is turned away
+        with contextlib.suppress(redis.RedisError):
+            c.ping()
     for c in [*held, extra]:
         c.close()
     client.close()
@@ -104,7 +99,8 @@ def test_stalled_replica_shows_growing_lag(fresh_replicated):
     assert result.value("redis_cluster_replication_lag_seconds", **pair) >= 2
     # the master keeps sending PINGs down the link, so the lag can only grow while we look
     low, high = (i["master_repl_offset"] - i["slave0"]["offset"] for i in (before, after))
-    assert 50_000 <= low <= result.value("redis_cluster_replication_offset_lag_bytes", **pair) <= high
+    reported = result.value("redis_cluster_replication_offset_lag_bytes", **pair)
+    assert 50_000 <= low <= reported <= high
     # the stopped replica itself cannot answer
     assert result.value("redis_cluster_node_up", node_id=replica.address) == 0
     assert result.value("redis_cluster_node_up", node_id=master.address) == 1

@@ -65,7 +65,7 @@ def test_concurrent_reader_never_sees_a_partial_file(standalone, tmp_path):
             contents.add(text)
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0 and "Traceback" not in err
     assert len(contents) > 5, (reads, len(contents))  # the file really was rewritten meanwhile
     for text in random.sample(sorted(contents), 5):

@@ -110,9 +110,8 @@ def _check_entry(raw: Any, declared_labels: dict[str, str]) -> MetricSpec:
     buckets = raw.get("buckets", [])
     if (mtype == "histogram") != bool(buckets):
         raise fail("histograms, and only histograms, list their bucket bounds")
-    if buckets and (
-        not all(isinstance(b, int | float) for b in buckets) or list(buckets) != sorted(set(buckets))
-    ):
+    numeric = all(isinstance(b, int | float) for b in buckets)
+    if buckets and (not numeric or list(buckets) != sorted(set(buckets))):
         raise fail("buckets must be strictly increasing numbers")
     extra = {k: raw[k] for k in ("panels", "alerts") if k in raw}
     return MetricSpec(

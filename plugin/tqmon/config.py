@@ -107,7 +107,8 @@ def _read_secret(path: str, what: str) -> str:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or 'not UTF-8 text'}") from None
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"cannot read {what} {path}: {reason}") from None
     secret = text.rstrip("\r\n")
     if not secret:
         raise ConfigError(f"{what} {path} is empty")

@@ -50,6 +50,7 @@ def client(config: Config, host: str, port: int, deadline: Deadline, *, tls: boo
         "socket_connect_timeout": timeout,
         "retry": Retry(NoBackoff(), 0),  # a retry would silently double the time budget
         "driver_info": None,  # skip CLIENT SETINFO: two extra round trips per connection
+        "protocol": 2,  # RESP2 needs no HELLO: one round trip less per connection
         "decode_responses": decode,
         "encoding_errors": "replace",
         "max_connections": 4,
