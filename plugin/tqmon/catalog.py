@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+# libyaml's loader parses the catalog ~10x faster than the pure-Python one; every run loads it.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TYPES = ("gauge", "counter", "histogram", "info")
 UNITS = ("", "bytes", "seconds")
 ORIGINS = ("seed", "tqmon")
@@ -145,10 +147,10 @@ def load(path: Path | None = None) -> Catalog:
     """Load a catalog file; without a path, the one shipped with the package."""
     if path is None:
         return default()
-    return parse(yaml.safe_load(path.read_text(encoding="utf-8")))
+    return parse(yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader))
 
 
 @cache
 def default() -> Catalog:
     text = resources.files("tqmon").joinpath("catalog.yaml").read_text(encoding="utf-8")
-    return parse(yaml.safe_load(text))
+    return parse(yaml.load(text, Loader=_Loader))
