@@ -95,3 +95,44 @@ def run_tqmon(*args: str, env: dict[str, str] | None = None, secret: str | None 
 def read_textfile(path: Path) -> Result:
     text = path.read_text()
     return Result(0, text, "", 0.0, check_exposition(text))
+
+
+class Worker:
+    """A real worker process (tqmon.simulate) publishing heartbeats through tqmon.heartbeat."""
+
+    def __init__(self, url: str, name: str, *args: str, cluster: bool = False,
+                 ttl: float = 2, interval: float = 0.3) -> None:
+        command = [sys.executable, "-m", "tqmon.simulate", "--redis-url", url, "--name", name,
+                   "--ttl", str(ttl), "--interval", str(interval), *args]
+        if cluster:
+            command.append("--cluster")
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        line = self.proc.stdout.readline().split()
+        assert line[:1] == ["ready"], (line, self.proc.stderr.read() if not line else "")
+        self.worker_id = line[1]
+        self.name = name
+        self.started = time.time()
+
+    def wait_done(self) -> tuple[int, int]:
+        line = self.proc.stdout.readline().split()
+        assert line[:1] == ["done"], line
+        return int(line[1]), int(line[2])
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+def run_in_process(*args: str):
+    """One collection in this process (for property tests where a subprocess per example is too
+    slow): returns the rendered text after checking it like run_tqmon does."""
+    from tqmon import catalog as cat
+    from tqmon import config, exposition, run
+
+    text = exposition.render(cat.default(), run.collect_once(config.load(list(args), {})))
+    return text.decode()

@@ -16,11 +16,11 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from . import __version__
+from . import __version__, contract
 
 DEFAULT_URL = "redis://127.0.0.1:6379"
 DEFAULT_TIMEOUT = 3.0  # seconds; Telegraf's exec default timeout is 5 s
-COLLECTORS = ("nodes",)
+COLLECTORS = ("nodes", "workers")
 FORMATS = ("prometheus", "openmetrics")
 ENV_URL, ENV_PASSWORD, ENV_CONFIG = "TQMON_REDIS_URL", "TQMON_REDIS_PASSWORD", "TQMON_CONFIG"
 
@@ -59,6 +59,10 @@ class Config:
     textfile: Path | None = None
     interval: float | None = None
     collectors: tuple[str, ...] = COLLECTORS
+    prefix: str = contract.DEFAULT_PREFIX
+    heartbeat_ttl: float = 30.0
+    dead_retention: float = 3600.0
+    read_only: bool = False
     warnings: tuple[str, ...] = ()
 
     @property
@@ -99,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repeat every SECONDS, rewriting --textfile, until SIGTERM/SIGINT")
     p.add_argument("--collectors", metavar="LIST",
                    help=f"comma-separated collectors to run (default {','.join(COLLECTORS)})")
+    p.add_argument("--prefix", metavar="P",
+                   help=f"heartbeat contract key prefix: keys are {{P}}:... "
+                   f"(default {contract.DEFAULT_PREFIX})")
+    p.add_argument("--heartbeat-ttl", metavar="SECONDS", type=float,
+                   help="a worker whose last heartbeat is older is dead (default 30)")
+    p.add_argument("--dead-retention", metavar="SECONDS", type=float,
+                   help="report dead workers as worker_up 0 this long, then prune them "
+                   "(default 3600)")
+    p.add_argument("--read-only", action="store_true",
+                   help="write nothing to Redis: deaths are reported, not recorded or pruned")
     p.add_argument("--version", action="version", version=f"tqmon {__version__}")
     return p
 
@@ -236,6 +250,14 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if not os.access(directory, os.W_OK):
             raise ConfigError(f"--textfile {textfile}: directory {directory} is not writable")
 
+    prefix = str(pick("prefix", contract.DEFAULT_PREFIX))
+    try:
+        contract.check_prefix(prefix)
+    except ValueError as exc:
+        raise ConfigError(f"--prefix: {exc}") from None
+    heartbeat_ttl = _positive(pick("heartbeat_ttl", 30.0), "heartbeat-ttl")
+    dead_retention = _positive(pick("dead_retention", 3600.0), "dead-retention")
+
     return Config(
         targets=targets,
         username=pick("username") or url_user,
@@ -248,6 +270,10 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         textfile=Path(str(textfile)) if textfile else None,
         interval=interval,
         collectors=collectors,
+        prefix=prefix,
+        heartbeat_ttl=heartbeat_ttl,
+        dead_retention=dead_retention,
+        read_only=bool(pick("read_only", False)),
         warnings=tuple(warnings),
         **tls_files,
     )

@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.crc import key_slot
+
 from . import connection
 from .config import Config, Target
 from .parallel import Deadline, run_parallel
@@ -34,6 +36,7 @@ class Node:
     cluster_node_id: str = ""
     master_address: str = ""  # a replica's master, when known
     flags: tuple[str, ...] = ()
+    slots: tuple[tuple[int, int], ...] = ()  # slot ranges a cluster master serves
 
     @property
     def address(self) -> str:
@@ -51,6 +54,15 @@ class Topology:
     @property
     def cluster(self) -> bool:
         return self.mode == "cluster"
+
+    def node_for(self, key: str) -> Node | None:
+        """The master that holds `key`: by slot in a cluster, else the first master known."""
+        if self.cluster:
+            slot = key_slot(key.encode())
+            return next((n for n in self.nodes if n.role == "master" and n.host
+                         and any(lo <= slot <= hi for lo, hi in n.slots)), None)
+        return next((n for n in self.nodes if n.role == "master"),
+                    self.nodes[0] if self.nodes else None)
 
 
 def parse_cluster_nodes(text: str, tls: bool) -> list[Node]:
@@ -71,16 +83,22 @@ def parse_cluster_nodes(text: str, tls: bool) -> list[Node]:
             host = ""
         port_number = int(port) if port.isdigit() else 0
         address_by_id[node_id] = format_address(host, port_number) if host else ""
-        parsed.append((node_id, host, port_number, flags, row[3]))
+        slots = tuple(_slot_range(s) for s in row[8:] if not s.startswith("["))
+        parsed.append((node_id, host, port_number, flags, row[3], slots))
     nodes = []
-    for node_id, host, port, flags, master_id in parsed:
+    for node_id, host, port, flags, master_id, slots in parsed:
         role = "master" if "master" in flags else "replica" if "slave" in flags else "unknown"
         nodes.append(Node(
             host=host, port=port, role=role, tls=tls, cluster_node_id=node_id,
             master_address=address_by_id.get(master_id, "") if master_id != "-" else "",
-            flags=flags,
+            flags=flags, slots=slots,
         ))
     return nodes
+
+
+def _slot_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    return int(low), int(high or low)
 
 
 def _standalone_nodes(seed: Target, info: dict[str, Any]) -> list[Node]:

@@ -37,6 +37,6 @@ Collect = Callable[[Context], list[Sample]]
 
 def registry() -> dict[str, Collect]:
     """Collector name -> function; the names are what --collectors accepts."""
-    from . import nodes
+    from . import nodes, workers
 
-    return {"nodes": nodes.collect}
+    return {"nodes": nodes.collect, "workers": workers.collect}

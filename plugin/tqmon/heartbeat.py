@@ -1,0 +1,181 @@
+"""Worker-side helper: publish heartbeats, status and task results under contract v1.
+
+    from tqmon.heartbeat import Heartbeat            # AsyncHeartbeat for asyncio
+    hb = Heartbeat(client, name="production_worker_1", worker_id=None, prefix="tq",
+                   ttl=30, interval=10)
+    hb.start()                          # register + beat in the background
+    hb.task_started(task_id=None)       # status -> processing
+    hb.task_finished(duration_seconds, ok=True, task_type="default", priority="medium")
+    hb.stop()                           # clean shutdown: deregister, which is not a death
+
+Runs on the redis-py client the application already has (Redis or RedisCluster; asyncio ones
+for AsyncHeartbeat). Every call is one round trip (a Lua script). Monitoring must never break
+the worker: Redis errors are logged and retried at the next beat, never raised into the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import uuid
+from typing import Any
+
+import redis
+
+from . import catalog, contract
+
+log = logging.getLogger(__name__)
+LATENCY_METRIC = "task_processing_latency_seconds"
+
+
+class _Base:
+    def __init__(self, client: Any, name: str, worker_id: str | None = None,
+                 prefix: str = contract.DEFAULT_PREFIX, ttl: float = 30,
+                 interval: float = 10) -> None:
+        if interval <= 0 or ttl <= interval:
+            raise ValueError("need 0 < interval < ttl, so that one late beat is not a death")
+        self.client = client
+        self.name = name
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.ttl = ttl
+        self.interval = interval
+        self.keys = contract.Keys(contract.check_prefix(prefix))
+        self.tasks_processed = 0
+        self.tasks_failed = 0
+        self._bounds = catalog.default()[LATENCY_METRIC].buckets
+        self._scripts = {
+            name: client.register_script(source) for name, source in (
+                ("register", contract.REGISTER), ("beat", contract.BEAT),
+                ("started", contract.TASK_STARTED), ("finished", contract.TASK_FINISHED),
+                ("deregister", contract.DEREGISTER),
+            )
+        }
+
+    @property
+    def _membership_keys(self) -> list[str]:
+        return [self.keys.workers, self.keys.dead, self.keys.worker(self.worker_id)]
+
+    def _register_args(self) -> tuple[list[str], list[Any]]:
+        return self._membership_keys, [self.worker_id, self.name, socket.gethostname(),
+                                       os.getpid(), self.tasks_processed, self.tasks_failed]
+
+    def _finished_args(self, duration: float, ok: bool, task_type: str,
+                       priority: str) -> tuple[list[str], list[Any]]:
+        self.tasks_processed += 1
+        self.tasks_failed += 0 if ok else 1
+        duration = max(0.0, float(duration))
+        fields = contract.latency_fields(task_type, priority, duration, self._bounds)
+        return ([self.keys.worker(self.worker_id), self.keys.latency],
+                [1 if ok else 0, repr(duration), *fields])
+
+
+class Heartbeat(_Base):
+    """Heartbeats from a background daemon thread, for threaded or synchronous workers."""
+
+    def __init__(self, client: redis.Redis, name: str, worker_id: str | None = None,
+                 prefix: str = contract.DEFAULT_PREFIX, ttl: float = 30,
+                 interval: float = 10) -> None:
+        super().__init__(client, name, worker_id, prefix, ttl, interval)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return self._scripts[script](keys=keys, args=args)
+        except redis.RedisError as exc:
+            log.warning("tqmon heartbeat %s (%s): %s", script, self.worker_id, exc)
+            return None
+
+    def beat(self) -> None:
+        """One heartbeat now; registers again if the collector pruned this worker."""
+        if self._call("beat", self._membership_keys, [self.worker_id]) == 0:
+            self._call("register", *self._register_args())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+
+    def start(self) -> Heartbeat:
+        self._stop.clear()
+        self._call("register", *self._register_args())
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"tqmon-heartbeat-{self.worker_id}")
+        self._thread.start()
+        return self
+
+    def task_started(self, task_id: str | None = None) -> None:
+        self._call("started", [self.keys.worker(self.worker_id)], [task_id or ""])
+
+    def task_finished(self, duration_seconds: float, ok: bool = True,
+                      task_type: str = "default", priority: str = "medium") -> None:
+        self._call("finished", *self._finished_args(duration_seconds, ok, task_type, priority))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval + 5)
+            self._thread = None
+        self._call("deregister", self._membership_keys, [self.worker_id])
+
+    def __enter__(self) -> Heartbeat:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class AsyncHeartbeat(_Base):
+    """The same contract for asyncio applications, on a redis.asyncio client."""
+
+    def __init__(self, client: Any, name: str, worker_id: str | None = None,
+                 prefix: str = contract.DEFAULT_PREFIX, ttl: float = 30,
+                 interval: float = 10) -> None:
+        super().__init__(client, name, worker_id, prefix, ttl, interval)
+        self._task: asyncio.Task[None] | None = None
+
+    async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self._scripts[script](keys=keys, args=args)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("tqmon heartbeat %s (%s): %s", script, self.worker_id, exc)
+            return None
+
+    async def beat(self) -> None:
+        if await self._call("beat", self._membership_keys, [self.worker_id]) == 0:
+            await self._call("register", *self._register_args())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.beat()
+
+    async def start(self) -> AsyncHeartbeat:
+        await self._call("register", *self._register_args())
+        self._task = asyncio.create_task(self._run(), name=f"tqmon-heartbeat-{self.worker_id}")
+        return self
+
+    async def task_started(self, task_id: str | None = None) -> None:
+        await self._call("started", [self.keys.worker(self.worker_id)], [task_id or ""])
+
+    async def task_finished(self, duration_seconds: float, ok: bool = True,
+                            task_type: str = "default", priority: str = "medium") -> None:
+        await self._call("finished",
+                         *self._finished_args(duration_seconds, ok, task_type, priority))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._call("deregister", self._membership_keys, [self.worker_id])
+
+    async def __aenter__(self) -> AsyncHeartbeat:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,76 @@
+"""A simulated worker process publishing heartbeats with tqmon.heartbeat, for the demo and tests.
+
+    python -m tqmon.simulate --redis-url redis://127.0.0.1:7000 --cluster --name w1
+
+It runs fake tasks of several types and priorities (every --fail-every'th fails), prints
+`ready` once registered and `done <processed> <failed>` after --tasks tasks, then keeps beating.
+SIGTERM is a clean shutdown (deregister); SIGKILL is a death.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import redis
+
+from . import contract
+from .heartbeat import Heartbeat
+
+TASK_TYPES = ("send_email", "resize_image", "backtest", "report")
+
+
+def make_client(url: str, cluster: bool) -> Any:
+    if cluster:
+        return redis.RedisCluster.from_url(url, decode_responses=True)
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tqmon.simulate", description=__doc__)
+    p.add_argument("--redis-url", required=True)
+    p.add_argument("--cluster", action="store_true")
+    p.add_argument("--name", required=True)
+    p.add_argument("--worker-id")
+    p.add_argument("--prefix", default=contract.DEFAULT_PREFIX)
+    p.add_argument("--ttl", type=float, default=30)
+    p.add_argument("--interval", type=float, default=10)
+    p.add_argument("--tasks", type=int, default=-1, help="tasks to run; -1 runs forever")
+    p.add_argument("--fail-every", type=int, default=0, help="every Nth task fails (0: none)")
+    p.add_argument("--task-seconds", type=float, default=0.05, help="max fake task duration")
+    p.add_argument("--hold", action="store_true",
+                   help="after the tasks, start one more and never finish it")
+    args = p.parse_args(argv)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    rng = random.Random(args.name)
+    hb = Heartbeat(make_client(args.redis_url, args.cluster), name=args.name,
+                   worker_id=args.worker_id, prefix=args.prefix, ttl=args.ttl,
+                   interval=args.interval).start()
+    print("ready", hb.worker_id, flush=True)
+    done = 0
+    while not stop.is_set() and (args.tasks < 0 or done < args.tasks):
+        hb.task_started(task_id=f"{args.name}-{done}")
+        duration = rng.uniform(0.001, args.task_seconds)
+        time.sleep(duration)
+        done += 1
+        ok = not (args.fail_every and done % args.fail_every == 0)
+        hb.task_finished(duration, ok=ok, task_type=TASK_TYPES[done % len(TASK_TYPES)],
+                         priority=contract.PRIORITIES[done % len(contract.PRIORITIES)])
+    print("done", hb.tasks_processed, hb.tasks_failed, flush=True)
+    if args.hold and not stop.is_set():
+        hb.task_started(task_id="held")
+    stop.wait()
+    hb.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
