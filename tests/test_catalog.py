@@ -9,6 +9,7 @@ import yaml
 from helpers import catalog_name, run_tqmon
 from tqmon import catalog, collectors
 from tqmon.catalog import CatalogError
+from tqmon.heartbeat import Heartbeat
 
 GOOD = {
     "version": 1,
@@ -72,10 +73,18 @@ def test_shipped_catalog_is_valid_and_keeps_the_seed_names():
 
 def test_every_catalog_metric_is_emitted(cluster, replicated):
     """Drift the other way: a catalog entry no run emits is a stale entry or a broken collector."""
+    client = replicated[0].client()
+    live = Heartbeat(client, name="live", worker_id="catalog-live")
+    live.beat()
+    live.task_started()
+    live.task_finished(0.1)
+    Heartbeat(client, name="gone", worker_id="catalog-dead").beat()
+    client.zadd("{tq}:workers", {"catalog-dead": 1})  # last beat long ago
     seen: set[str] = set()
     for url in (cluster.urls[0], replicated[0].url):
         result = run_tqmon("--redis-url", url)
         seen |= {catalog_name(s.name) for s in result.samples}
+    client.delete(*client.scan_iter("{tq}:*"))
     implemented = {*collectors.registry(), "self"}
     expected = {m.name for m in catalog.default().metrics.values() if m.collector in implemented}
     assert expected - seen == set()

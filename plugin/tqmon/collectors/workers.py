@@ -31,8 +31,8 @@ HGETALL_MAX = 2000  # latency fields read in one reply; above that HSCAN in step
 MAX_LATENCY_SERIES = 500
 MAX_LABEL = 256
 REASONS = ("wrong_type", "missing_hash", "bad_value", "bad_latency_field", "too_many_series",
-           "long_label")
-STATUS = {"idle": 0.0, "processing": 1.0}
+           "long_label", "duplicate")
+STATUS = {b"idle": 0.0, b"processing": 1.0}
 LATENCY = "task_processing_latency_seconds"
 
 
@@ -42,7 +42,12 @@ class Skips:
 
     counts: Counter[str] = field(default_factory=Counter)
 
-    def label(self, text: str) -> str:
+    def label(self, raw: bytes | str | None) -> str:
+        """Label text from whatever bytes Redis holds: invalid UTF-8 is kept visible and
+        unambiguous as \\xNN escapes (prometheus_client escapes quotes and newlines)."""
+        if raw is None:
+            return ""
+        text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
         if len(text) > MAX_LABEL:
             self.counts["long_label"] += 1
             return text[:MAX_LABEL]
@@ -67,13 +72,15 @@ class Skips:
 
 
 def on_key_owner(ctx: Context, key: str, work: Callable[[redis.Redis], T]) -> T:
-    """Run `work` on a client for the node holding `key`, following one MOVED redirect
-    (the seed's view of the cluster can trail a failover by a moment)."""
+    """Run `work` on a bytes client for the node holding `key`, following one MOVED redirect
+    (the seed's view of the cluster can trail a failover by a moment). Bytes, because keys
+    built from registry members must round-trip exactly, whatever their encoding."""
     node = ctx.topology.node_for(key)
     if node is None:
         raise ConnectionError(f"no reachable master is known for {key}")
     for attempt in range(2):
-        client = connection.client(ctx.config, node.host, node.port, ctx.deadline, tls=node.tls)
+        client = connection.client(ctx.config, node.host, node.port, ctx.deadline,
+                                   tls=node.tls, decode=False)
         try:
             return work(client)
         except redis.exceptions.MovedError as moved:
@@ -95,10 +102,10 @@ class Snapshot:
     """What one run read from Redis, before any interpretation."""
 
     now: float
-    registry: list[tuple[str, float]]  # (worker_id, last heartbeat)
+    registry: list[tuple[bytes, float]]  # (worker_id, last heartbeat)
     hashes: list[Any]  # HMGET reply (or error) per registry entry
     stats: list[Any] | Exception
-    latency: dict[str, str] | Exception
+    latency: dict[bytes, bytes] | Exception
 
 
 def read(ctx: Context, client: redis.Redis) -> Snapshot:
@@ -131,22 +138,23 @@ def read(ctx: Context, client: redis.Redis) -> Snapshot:
     if small_latency:
         pipe.execute_command("HGETALL", keys.latency)
     replies = pipe.execute(raise_on_error=False)
-    latency: dict[str, str] | Exception = latency_size  # stays the error if HLEN failed
+    latency: dict[bytes, bytes] | Exception = latency_size  # stays the error if HLEN failed
     if small_latency:
         latency = replies.pop()
     elif isinstance(latency_size, int):  # big: HSCAN in steps, never one giant reply
         latency = dict(client.hscan_iter(keys.latency, count=HGETALL_MAX))
-    registry: list[tuple[str, float]] = []
+    registry: list[tuple[bytes, float]] = []
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
         registry.extend(zip(reply[::2], map(float, reply[1::2]), strict=True))  # flat pairs
 
     hashes: list[Any] = []
+    worker_prefix = keys.worker_prefix.encode()
     for batch in _batched(registry, HMGET_BATCH):
         pipe = client.pipeline(transaction=False)
         for worker_id, _ in batch:
-            pipe.execute_command("HMGET", keys.worker(worker_id), *contract.WORKER_FIELDS)
+            pipe.execute_command("HMGET", worker_prefix + worker_id, *contract.WORKER_FIELDS)
         hashes.extend(pipe.execute(raise_on_error=False))
     return Snapshot(now, registry, hashes, stats, latency)
 
@@ -154,6 +162,7 @@ def read(ctx: Context, client: redis.Redis) -> Snapshot:
 def _worker_samples(snap: Snapshot, ttl: float, skips: Skips) -> list[Sample]:
     out: list[Sample] = []
     alive = dead = 0
+    seen: set[str] = set()
     for (worker_id, beat), fields in zip(snap.registry, snap.hashes, strict=True):
         if isinstance(fields, Exception):
             skips.counts["wrong_type"] += 1
@@ -163,13 +172,16 @@ def _worker_samples(snap: Snapshot, ttl: float, skips: Skips) -> list[Sample]:
         name, hostname, started_at, status, processed, failed = fields
         labels = {"worker_id": skips.label(worker_id),
                   "worker_name": skips.label(name if name else worker_id)}
+        if labels["worker_id"] in seen:  # two ids equal once truncated: one series only
+            skips.counts["duplicate"] += 1
+            continue
+        seen.add(labels["worker_id"])
         age = max(0.0, snap.now - beat)
         up = age <= ttl
         alive, dead = alive + up, dead + (not up)
         out.append(Sample("worker_up", labels, 1.0 if up else 0.0))
         out.append(Sample("worker_heartbeat_age_seconds", labels, age))
-        out.append(Sample("worker_info", {**labels, "hostname": skips.label(hostname or "")},
-                          1.0))
+        out.append(Sample("worker_info", {**labels, "hostname": skips.label(hostname)}, 1.0))
         for metric, raw in (("worker_tasks_processed_total", processed),
                             ("worker_tasks_failed_total", failed)):
             value = skips.number(raw)
@@ -203,15 +215,15 @@ def _stat_samples(stats: Any, skips: Skips) -> list[Sample]:
     return out
 
 
-def _latency_samples(fields: dict[str, str] | Exception, skips: Skips) -> list[Sample]:
+def _latency_samples(fields: dict[bytes, bytes] | Exception, skips: Skips) -> list[Sample]:
     if isinstance(fields, Exception):
         skips.counts["wrong_type"] += 1
         return []
     bounds = catalog.default()[LATENCY].buckets
     known = {contract.format_bound(b) for b in bounds} | {"+Inf"}
     series: dict[str, tuple[dict[str, float], list[float]]] = {}
-    for name, raw in fields.items():
-        kind, _, rest = name.partition("|")
+    for raw_name, raw in fields.items():
+        kind, _, rest = raw_name.decode("utf-8", "backslashreplace").partition("|")
         if kind == "bucket":
             le, _, key = rest.partition("|")
         elif kind == "sum":
