@@ -10,7 +10,6 @@ import pytest
 import redis
 import redis.asyncio
 from helpers import run_tqmon
-
 from tqmon import devcluster
 from tqmon.heartbeat import AsyncHeartbeat, Heartbeat
 

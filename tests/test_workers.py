@@ -9,7 +9,6 @@ import time
 
 import pytest
 from helpers import TQMON, Worker, check_exposition, run_tqmon
-
 from tqmon import contract, devcluster
 from tqmon.heartbeat import Heartbeat
 

@@ -7,7 +7,6 @@ import time
 
 from helpers import Worker, run_tqmon
 from redis.crc import key_slot
-
 from tqmon import contract, devcluster
 
 

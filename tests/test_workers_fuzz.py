@@ -7,7 +7,6 @@ import pytest
 from helpers import check_exposition, run_in_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tqmon import devcluster
 
 FIELDS = ["name", "hostname", "started_at", "status", "tasks_processed", "tasks_failed",
@@ -35,7 +34,8 @@ def server():
     started.stop()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     workers=st.dictionaries(st.one_of(st.binary(min_size=1, max_size=30),
                                       st.text(min_size=1, max_size=30)),
