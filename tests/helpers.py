@@ -31,7 +31,7 @@ class Result:
 
     def value(self, metric: str, **labels: str) -> float:
         found = self.values(metric, **labels)
-        assert len(found) == 1, f"{metric}{labels}: {len(found)} samples\n{self.stdout}"
+        assert len(found) == 1, f"{metric}{labels}: {len(found)} samples\n{self.stderr}"
         return found[0]
 
     def series(self, metric: str) -> list[dict[str, str]]:

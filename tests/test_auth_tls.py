@@ -22,7 +22,7 @@ def acl_server():
 
 
 def test_password_from_env_with_acl_user(acl_server):
-    result = run_tqmon("--redis-url", acl_server.url, "--username", "monitor",
+    result = run_tqmon("--collectors", "nodes", "--redis-url", acl_server.url, "--username", "monitor",
                        env={"TQMON_REDIS_PASSWORD": PASSWORD}, secret=PASSWORD)
     assert result.value("redis_cluster_node_up", node_id=acl_server.address) == 1
     assert result.stderr == ""
@@ -31,7 +31,7 @@ def test_password_from_env_with_acl_user(acl_server):
 def test_password_from_file(acl_server, tmp_path):
     secret = tmp_path / "pw"
     secret.write_text(PASSWORD + "\n")
-    result = run_tqmon("--redis-url", acl_server.url, "--username", "monitor",
+    result = run_tqmon("--collectors", "nodes", "--redis-url", acl_server.url, "--username", "monitor",
                        "--password-file", str(secret), secret=PASSWORD)
     assert result.value("redis_cluster_node_up", node_id=acl_server.address) == 1
 
@@ -39,7 +39,7 @@ def test_password_from_file(acl_server, tmp_path):
 def test_password_in_config_file_url(acl_server, tmp_path):
     config = tmp_path / "tqmon.yaml"
     config.write_text(f"redis_url: redis://monitor:{PASSWORD}@{acl_server.address}\n"
-                      "cluster_name: from-file\n")
+                      "cluster_name: from-file\ncollectors: [nodes]\n")
     result = run_tqmon(env={"TQMON_CONFIG": str(config)}, secret=PASSWORD)
     assert result.value("redis_cluster_node_up", node_id=acl_server.address,
                         cluster_name="from-file") == 1
@@ -47,14 +47,14 @@ def test_password_in_config_file_url(acl_server, tmp_path):
 
 def test_password_in_flag_url_works_but_warns(acl_server):
     url = f"redis://monitor:{PASSWORD}@{acl_server.address}"
-    result = run_tqmon("--redis-url", url, secret=PASSWORD)
+    result = run_tqmon("--collectors", "nodes", "--redis-url", url, secret=PASSWORD)
     assert result.value("redis_cluster_node_up", node_id=acl_server.address) == 1
     assert "visible to other local users" in result.stderr
 
 
 def test_wrong_password_is_node_down_exit_0(acl_server):
     wrong = "not-the-Pa55word-abc"
-    result = run_tqmon("--redis-url", acl_server.url, "--username", "monitor",
+    result = run_tqmon("--collectors", "nodes", "--redis-url", acl_server.url, "--username", "monitor",
                        env={"TQMON_REDIS_PASSWORD": wrong}, secret=wrong)
     assert result.returncode == 0
     assert result.value("redis_cluster_node_up", node_id=acl_server.address) == 0
@@ -64,7 +64,7 @@ def test_wrong_password_is_node_down_exit_0(acl_server):
 
 
 def test_missing_password_file_is_config_error(acl_server, tmp_path):
-    result = run_tqmon("--redis-url", acl_server.url, "--password-file",
+    result = run_tqmon("--collectors", "nodes", "--redis-url", acl_server.url, "--password-file",
                        str(tmp_path / "nope"))
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("tqmon: error: cannot read password file")

@@ -244,3 +244,39 @@ def test_contract_keys_share_one_slot():
     slots = {key_slot(k.encode()) for k in (keys.workers, keys.dead, keys.stats, keys.latency,
                                             keys.worker("w1"), keys.queue("high"))}
     assert len(slots) == 1
+
+
+def _acl(doc_block_start: str) -> list[str]:
+    """The ACL SETUSER rules documented in docs/heartbeat-contract.md, as server arguments."""
+    from pathlib import Path
+    text = Path(__file__).parent.parent.joinpath("docs", "heartbeat-contract.md").read_text()
+    block = text[text.index(doc_block_start):]
+    block = block[:block.index("```")]
+    return block.removeprefix("ACL SETUSER ").replace("PASSWORD", "pw").split()
+
+
+def test_documented_acls_are_enough():
+    worker_rules = _acl("ACL SETUSER worker")
+    tqmon_rules = _acl("ACL SETUSER tqmon")
+    server = devcluster.start_standalone(["--user", *worker_rules, "--user", *tqmon_rules])
+    try:
+        url_worker = f"redis://worker:pw@{server.address}"
+        worker = Worker(url_worker, "acl-worker", "--tasks", "3", "--fail-every", "2")
+        assert worker.wait_done() == (3, 1)
+        ghost = server.client(username="worker", password="pw")
+        _register_stale(ghost, 2)
+        time.sleep(float(TTL) + 0.2)
+        env = {"TQMON_REDIS_PASSWORD": "pw"}
+        result = tqmon(server.url, "--username", "tqmon", env=env)
+        assert result.stderr == ""
+        assert result.value("workers_alive") == 1 and result.value("workers_dead") == 2
+        assert result.value("dead_workers_detected_total") == 2
+        assert result.value("worker_tasks_failed_total", worker_name="acl-worker") == 1
+        read_only = _acl("ACL SETUSER tqmon")[:_acl("ACL SETUSER tqmon").index("+eval")]
+        server.client().acl_setuser("tqmon", reset=True)
+        server.client().execute_command("ACL", "SETUSER", *read_only)
+        result = tqmon(server.url, "--username", "tqmon", "--read-only", env=env)
+        assert result.stderr == "" and result.value("workers_dead") == 2
+        worker.stop()
+    finally:
+        server.stop()

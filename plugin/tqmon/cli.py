@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from . import catalog, exposition
 from .config import Config, ConfigError, load
@@ -46,8 +46,8 @@ def _setup_logging(config: Config | None) -> None:
     root.setLevel(logging.WARNING)
 
 
-def _produce(config: Config) -> bytes:
-    return exposition.render(catalog.default(), collect_once(config), config.format)
+def _produce(config: Config) -> Iterator[bytes]:
+    return exposition.render_chunks(catalog.default(), collect_once(config), config.format)
 
 
 def _loop(config: Config) -> int:
@@ -77,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.textfile is not None:
             exposition.write_atomic(config.textfile, data)
         else:
-            sys.stdout.buffer.write(data)
+            for chunk in data:
+                sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
         return 0
     except ConfigError as exc:

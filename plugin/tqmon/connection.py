@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Sequence
 from typing import Any
 
 import redis
+from redis._parsers import _RESP2Parser
 from redis.backoff import NoBackoff
 from redis.connection import Connection, SSLConnection
 from redis.retry import Retry
 
 from .config import Config
 from .parallel import Deadline
+
+try:  # hiredis (a dependency, via redis[hiredis]) packs commands in C
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - platforms without a hiredis wheel
+    _pack_command = None
 
 MIN_SOCKET_TIMEOUT = 0.05  # seconds; redis-py treats 0 as "non-blocking", never what we want
 
@@ -64,9 +71,41 @@ def client(config: Config, host: str, port: int, deadline: Deadline, *, tls: boo
             ssl_keyfile=config.tls_key_file,
             ssl_cert_reqs=ssl.CERT_NONE if config.tls_insecure else ssl.CERT_REQUIRED,
             ssl_check_hostname=not config.tls_insecure,
+            # redis-py's hiredis parser takes the TLS 1.3 session tickets a server sends after
+            # the handshake for unsolicited data and refuses the connection ("Connection has
+            # data", redis-py 8.1); the pure-Python RESP2 parser reads them correctly.
+            parser_class=_RESP2Parser,
         )
         if config.tls_server_name:
             connection_class = _ServerNameSSLConnection
             kwargs["tls_server_name"] = config.tls_server_name
     pool = redis.ConnectionPool(connection_class=connection_class, **kwargs)
     return redis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+
+
+def pipelined(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Send `commands` in one round trip; return the raw replies, an error reply in its slot.
+
+    Same wire traffic as redis-py's Pipeline, without its per-command bookkeeping and response
+    callbacks: for the 100,000 HMGETs of a large fleet this halves the collection time
+    (measured by `make bench`). Only for hot paths; elsewhere the Pipeline reads better.
+    """
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        if _pack_command is not None:
+            conn.send_packed_command([b"".join(map(_pack_command, commands))])
+        else:
+            conn.send_packed_command(conn.pack_commands(commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(conn.read_response())
+            except redis.ResponseError as exc:
+                replies.append(exc)
+        return replies
+    except BaseException:
+        conn.disconnect()  # replies may be left unread: the connection cannot be reused
+        raise
+    finally:
+        pool.release(conn)

@@ -1,4 +1,5 @@
-"""`make demo`: a throwaway 6-node Redis Cluster on loopback, tqmon run against it, a summary.
+"""`make demo`: a throwaway 6-node Redis Cluster on loopback with a simulated worker fleet,
+tqmon run against it, one worker SIGKILLed and seen turning from up to dead.
 
 Everything started here is stopped on exit, Ctrl-C included.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,6 +48,22 @@ def summarize(text: str) -> str:
             f"{memory.get(node, 0) / 2**20:>12.1f}{ops.get(node, 0):>7.0f}"
             f"{cluster_state:>9}{slots.get(node, 0):>10.0f}"
         )
+    workers = s["worker_up"]
+    if workers or s["workers_alive"]:
+        alive = sum(v for _, v in s["workers_alive"])
+        dead = sum(v for _, v in s["workers_dead"])
+        detected = sum(v for _, v in s["dead_workers_detected_total"])
+        lines.append(f"Workers: {alive:.0f} alive, {dead:.0f} dead "
+                     f"(deaths detected so far: {detected:.0f})")
+        processed = {lb["worker_id"]: v for lb, v in s["worker_tasks_processed_total"]}
+        failed = {lb["worker_id"]: v for lb, v in s["worker_tasks_failed_total"]}
+        age = {lb["worker_id"]: v for lb, v in s["worker_heartbeat_age_seconds"]}
+        lines.append(f"  {'worker':<12}{'up':>3}{'processed':>11}{'failed':>8}{'last beat':>11}")
+        for labels, value in sorted(workers, key=lambda item: item[0]["worker_name"]):
+            wid = labels["worker_id"]
+            lines.append(f"  {labels['worker_name']:<12}{value:>3.0f}"
+                         f"{processed.get(wid, 0):>11.0f}{failed.get(wid, 0):>8.0f}"
+                         f"{age.get(wid, 0):>9.1f} s")
     lags = s["redis_cluster_replication_lag_seconds"]
     if lags:
         worst = max(lags, key=lambda item: item[1])
@@ -59,30 +77,70 @@ def summarize(text: str) -> str:
     return "\n".join(lines)
 
 
+FLEET = 5
+TTL, INTERVAL = 4, 1  # short, so the demo sees a death within seconds (defaults: 30 and 10)
+
+
+def _tqmon(url: str, show: bool) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TQMON_")}
+    args = ["--redis-url", url, "--cluster-name", "demo", "--heartbeat-ttl", str(TTL)]
+    print("$ tqmon", " ".join(args), flush=True)
+    run = subprocess.run([sys.executable, "-m", "tqmon", *args], capture_output=True,
+                         text=True, env=env, timeout=30)
+    if show:
+        print(run.stdout)
+    if run.stderr:
+        print(run.stderr, file=sys.stderr, end="")
+    print(summarize(run.stdout), "\n", flush=True)
+    return run.stdout
+
+
+def _start_fleet(url: str) -> list[subprocess.Popen[str]]:
+    fleet = []
+    for i in range(FLEET):
+        fleet.append(subprocess.Popen(
+            [sys.executable, "-m", "tqmon.simulate", "--redis-url", url, "--cluster",
+             "--name", f"worker-{i + 1}", "--ttl", str(TTL), "--interval", str(INTERVAL),
+             "--fail-every", str(5 + i), "--task-seconds", "0.4"],
+            stdout=subprocess.PIPE, text=True))
+    for proc in fleet:
+        proc.stdout.readline()  # "ready <id>"
+    return fleet
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tqmon.demo", description=__doc__)
-    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument("--quiet", action="store_true", help="print only the summaries")
     args = parser.parse_args(argv)
 
     print("Starting a throwaway Redis Cluster (3 masters + 3 replicas) on 127.0.0.1 ...",
           flush=True)
     started = time.monotonic()
+    fleet: list[subprocess.Popen[str]] = []
     with devcluster.running_cluster() as cluster:
-        print(f"Cluster ready in {time.monotonic() - started:.1f} s: "
-              f"{', '.join(s.address for s in cluster.servers)}\n", flush=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TQMON_")}
-        command = [sys.executable, "-m", "tqmon", "--redis-url", cluster.urls[0],
-                   "--cluster-name", "demo"]
-        print("$ tqmon --redis-url", cluster.urls[0], "--cluster-name demo", flush=True)
-        run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=30)
-        if not args.quiet:
-            print(run.stdout)
-        if run.stderr:
-            print(run.stderr, file=sys.stderr)
-        print("=== Summary ===")
-        print(summarize(run.stdout))
-        print("\nStopping the cluster.")
-    return run.returncode
+        try:
+            print(f"Cluster ready in {time.monotonic() - started:.1f} s: "
+                  f"{', '.join(s.address for s in cluster.servers)}", flush=True)
+            fleet = _start_fleet(cluster.urls[0])
+            print(f"{FLEET} simulated workers started (tqmon.heartbeat, TTL {TTL} s); "
+                  "letting them work for 3 s ...\n", flush=True)
+            time.sleep(3)
+            _tqmon(cluster.urls[0], show=not args.quiet)
+            victim = fleet[0]
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            print(f"SIGKILLed worker-1 (pid {victim.pid}); waiting {TTL + 1} s, past its "
+                  "heartbeat TTL ...\n", flush=True)
+            time.sleep(TTL + 1)
+            final = _tqmon(cluster.urls[0], show=False)
+        finally:
+            for proc in fleet:  # SIGTERM: a clean shutdown deregisters the survivors
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in fleet:
+                proc.wait(10)
+            print("Stopping the fleet and the cluster.")
+    return 0 if "worker_up" in final else 1
 
 
 if __name__ == "__main__":

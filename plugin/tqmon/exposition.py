@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -23,9 +22,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest as text_format
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_format
+from prometheus_client.utils import floatToGoString
 
 from .catalog import Catalog, MetricSpec
-from .collectors import Histogram, Sample
+from .collectors import Histogram, Samples
 
 CONTENT_TYPES = {
     "prometheus": "text/plain; version=0.0.4; charset=utf-8",
@@ -33,57 +33,64 @@ CONTENT_TYPES = {
 }
 
 
-def _family(spec: MetricSpec, samples: list[Sample]) -> Metric:
-    for sample in samples:
-        if set(sample.labels) != set(spec.labels):
-            raise ValueError(f"{spec.name}: labels {sorted(sample.labels)} differ from the "
-                             f"catalog's {sorted(spec.labels)}")
+def _family(spec: MetricSpec, rows: list) -> Metric:
+    """One catalog metric's rows (label values in catalog order, value) as a metric family."""
     if spec.type == "info":
         info = InfoMetricFamily(spec.family_name, spec.help, labels=())
-        for sample in samples:
-            info.add_metric((), {k: sample.labels[k] for k in spec.labels})
+        for values, _ in rows:
+            info.add_metric((), dict(zip(spec.labels, values, strict=True)))
         return info
     kind = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily,
             "histogram": HistogramMetricFamily}[spec.type]
     family = kind(spec.family_name, spec.help, labels=spec.labels, unit=spec.unit)
-    for sample in samples:
-        values = [sample.labels[k] for k in spec.labels]
-        if isinstance(sample.value, Histogram):
-            buckets = [(_le(bound), count) for bound, count in sample.value.buckets]
-            family.add_metric(values, buckets=buckets, sum_value=sample.value.sum)
+    for values, value in rows:
+        if isinstance(value, Histogram):
+            buckets = [(floatToGoString(bound), count) for bound, count in value.buckets]
+            family.add_metric(values, buckets=buckets, sum_value=value.sum)
         else:
-            family.add_metric(values, sample.value)
+            family.add_metric(values, value)
     return family
 
 
-def _le(bound: float) -> str:
-    return "+Inf" if bound == float("inf") else repr(float(bound))
+class _One:
+    """A prometheus_client collector holding a single family."""
 
-
-class _SampleCollector:
-    """A prometheus_client custom collector over one run's samples, in catalog order."""
-
-    def __init__(self, catalog: Catalog, samples: Iterable[Sample]) -> None:
-        self._catalog = catalog
-        self._by_metric: dict[str, list[Sample]] = defaultdict(list)
-        for sample in samples:
-            if sample.metric not in catalog:
-                raise ValueError(f"{sample.metric} is not in the metric catalog")
-            self._by_metric[sample.metric].append(sample)
+    def __init__(self, family: Metric) -> None:
+        self._family = family
 
     def collect(self) -> Iterator[Metric]:
-        for name, spec in self._catalog.metrics.items():
-            if samples := self._by_metric.get(name):
-                yield _family(spec, samples)
+        yield self._family
 
 
-def render(catalog: Catalog, samples: Iterable[Sample], fmt: str = "prometheus") -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SampleCollector(catalog, samples))
-    return openmetrics_format(registry) if fmt == "openmetrics" else text_format(registry)
+def render_chunks(catalog: Catalog, samples: Samples, fmt: str = "prometheus"
+                  ) -> Iterator[bytes]:
+    """The exposition, one metric family per chunk, in catalog order.
+
+    Each family is built, formatted and dropped in turn, so memory holds one family's text at
+    a time however many workers a fleet has. prometheus_client does all formatting and
+    escaping; OpenMetrics' single closing `# EOF` is written once, at the end.
+    """
+    if unknown := set(samples.rows) - set(catalog.metrics):
+        raise ValueError(f"not in the metric catalog: {sorted(unknown)}")
+    for name, spec in catalog.metrics.items():
+        rows = samples.rows.get(name)
+        if not rows:
+            continue
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_One(_family(spec, rows)))
+        if fmt == "openmetrics":
+            yield openmetrics_format(registry).removesuffix(b"# EOF\n")
+        else:
+            yield text_format(registry)
+    if fmt == "openmetrics":
+        yield b"# EOF\n"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def render(catalog: Catalog, samples: Samples, fmt: str = "prometheus") -> bytes:
+    return b"".join(render_chunks(catalog, samples, fmt))
+
+
+def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
     """Write a file so that readers see the old or the new content, never a part of it.
 
     The temporary file sits in the same directory (rename is atomic only within a filesystem)
@@ -94,7 +101,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in [data] if isinstance(data, bytes) else data:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # node_exporter usually runs as another user

@@ -6,7 +6,7 @@ import logging
 import time
 
 from . import __version__
-from .collectors import Context, Sample, registry
+from .collectors import Context, Samples, registry
 from .config import Config
 from .parallel import Deadline, run_parallel
 from .topology import describe_error, discover
@@ -18,33 +18,34 @@ log = logging.getLogger(__name__)
 NETWORK_SHARE, COLLECTOR_SHARE = 0.90, 0.95
 
 
-def collect_once(config: Config) -> list[Sample]:
+def collect_once(config: Config) -> Samples:
     """Collect everything once; never raises for a Redis or collector failure."""
     collectors_done = Deadline(config.timeout * COLLECTOR_SHARE)
     deadline = Deadline(config.timeout * NETWORK_SHARE)
     ctx = Context(config=config, topology=discover(config, deadline), deadline=deadline)
     collectors = registry()
 
-    def timed(name: str) -> tuple[list[Sample], bool, float]:
+    def timed(name: str) -> tuple[Samples, bool, float]:
         started = time.monotonic()
         try:
             samples, ok = collectors[name](ctx), True
         except Exception as exc:  # one failing collector must not take the others down
             log.warning("collector %s failed: %s", name, describe_error(exc))
-            samples, ok = [], False
+            samples, ok = Samples(), False
         return samples, ok, time.monotonic() - started
 
     started = time.monotonic()
     results = run_parallel({n: (lambda n=n: timed(n)) for n in config.collectors},
                            collectors_done)
-    samples: list[Sample] = [Sample("tqmon_build_info", {"version": __version__}, 1.0)]
+    samples = Samples()
     for name in config.collectors:
         result = results[name]
         if isinstance(result, BaseException):
             log.warning("collector %s: %s", name, describe_error(result))
-            result = ([], False, time.monotonic() - started)
+            result = (Samples(), False, time.monotonic() - started)
         collected, ok, seconds = result
-        samples += collected
-        samples.append(Sample("tqmon_collector_up", {"collector": name}, 1.0 if ok else 0.0))
-        samples.append(Sample("tqmon_collection_duration_seconds", {"collector": name}, seconds))
+        samples.extend(collected)
+        samples.add("tqmon_collector_up", {"collector": name}, 1.0 if ok else 0.0)
+        samples.add("tqmon_collection_duration_seconds", {"collector": name}, seconds)
+    samples.add("tqmon_build_info", {"version": __version__}, 1.0)
     return samples

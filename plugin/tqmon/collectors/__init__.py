@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from .. import catalog
 from ..config import Config
 from ..parallel import Deadline
 from ..topology import Topology
@@ -18,11 +20,36 @@ class Histogram:
     sum: float
 
 
-@dataclass(frozen=True)
-class Sample:
-    metric: str  # a catalog name
-    labels: Mapping[str, str]
-    value: float | Histogram
+class Samples:
+    """A run's values, grouped by catalog metric as rows of (label values, value).
+
+    Label values are a tuple in the catalog's label order, so a fleet of 100,000 workers costs
+    a few small tuples per worker rather than a dict per series.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple[tuple[str, ...], float | Histogram]]] = defaultdict(list)
+
+    def add(self, metric: str, labels: Mapping[str, str], value: float | Histogram) -> None:
+        names = catalog.default()[metric].labels
+        if labels.keys() != set(names):
+            raise ValueError(f"{metric}: labels {sorted(labels)} differ from {sorted(names)}")
+        self.rows[metric].append((tuple(labels[name] for name in names), value))
+
+    def series(self, metric: str, labels: tuple[str, ...]
+               ) -> list[tuple[tuple[str, ...], float | Histogram]]:
+        """The row list of `metric`, to append to directly in a hot loop; `labels` names the
+        order the caller's tuples use and must be the catalog's."""
+        if catalog.default()[metric].labels != labels:
+            raise ValueError(f"{metric}: label order {labels} is not the catalog's")
+        return self.rows[metric]
+
+    def extend(self, other: Samples) -> None:
+        for metric, rows in other.rows.items():
+            self.rows[metric].extend(rows)
+
+    def __len__(self) -> int:
+        return sum(map(len, self.rows.values()))
 
 
 @dataclass(frozen=True)
@@ -32,7 +59,7 @@ class Context:
     deadline: Deadline
 
 
-Collect = Callable[[Context], list[Sample]]
+Collect = Callable[[Context], Samples]
 
 
 def registry() -> dict[str, Collect]:

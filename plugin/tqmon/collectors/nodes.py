@@ -12,7 +12,7 @@ from typing import Any
 from .. import connection
 from ..parallel import run_parallel
 from ..topology import Node, describe_error, format_address
-from . import Context, Sample
+from . import Context, Samples
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +50,19 @@ def _query(ctx: Context, node: Node) -> tuple[dict[str, Any], dict[str, Any] | N
 
 
 def _node_samples(
-    node: Node, cluster_name: str, info: dict[str, Any], cluster_info: dict[str, Any] | None
-) -> list[Sample]:
+    out: Samples, node: Node, cluster_name: str, info: dict[str, Any],
+    cluster_info: dict[str, Any] | None,
+) -> None:
     role = "replica" if info.get("role") == "slave" else "master"
     labels = {"node_id": node.address, "role": role, "cluster_name": cluster_name}
-    out = [Sample("redis_cluster_node_up", labels, 1.0)]
-    out += [Sample(metric, labels, float(info[field]))
-            for field, metric in _NODE_GAUGES.items() if field in info]
-    out.append(Sample("redis_cluster_node_info", {
+    out.add("redis_cluster_node_up", labels, 1.0)
+    for field, metric in _NODE_GAUGES.items():
+        if field in info:
+            out.add(metric, labels, float(info[field]))
+    out.add("redis_cluster_node_info", {
         **labels, "redis_version": str(info.get("redis_version", "")),
         "cluster_node_id": node.cluster_node_id,
-    }, 1.0))
+    }, 1.0)
 
     if role == "master":
         master_offset = float(info.get("master_repl_offset", 0))
@@ -70,34 +72,31 @@ def _node_samples(
             pair = {"master_id": node.address,
                     "replica_id": format_address(str(replica["ip"]), int(replica["port"])),
                     "cluster_name": cluster_name}
-            out.append(Sample("redis_cluster_replication_lag_seconds", pair,
-                              float(replica.get("lag", 0))))
-            out.append(Sample("redis_cluster_replication_offset_lag_bytes", pair,
-                              max(0.0, master_offset - float(replica.get("offset", 0)))))
+            out.add("redis_cluster_replication_lag_seconds", pair, float(replica.get("lag", 0)))
+            out.add("redis_cluster_replication_offset_lag_bytes", pair,
+                    max(0.0, master_offset - float(replica.get("offset", 0))))
     elif info.get("master_host"):
         pair = {"master_id": format_address(str(info["master_host"]), int(info["master_port"])),
                 "replica_id": node.address, "cluster_name": cluster_name}
-        out.append(Sample("redis_cluster_replica_master_link_up", pair,
-                          1.0 if info.get("master_link_status") == "up" else 0.0))
+        out.add("redis_cluster_replica_master_link_up", pair,
+                1.0 if info.get("master_link_status") == "up" else 0.0)
 
     if cluster_info is not None:
-        out.append(Sample("redis_cluster_state_ok", labels,
-                          1.0 if cluster_info.get("cluster_state") == "ok" else 0.0))
+        out.add("redis_cluster_state_ok", labels,
+                1.0 if cluster_info.get("cluster_state") == "ok" else 0.0)
         for state in SLOT_STATES:
             value = cluster_info.get(f"cluster_slots_{state}")
             if value is not None:
-                out.append(Sample("redis_cluster_slots", {**labels, "state": state},
-                                  float(value)))
+                out.add("redis_cluster_slots", {**labels, "state": state}, float(value))
         if "cluster_known_nodes" in cluster_info:
-            out.append(Sample("redis_cluster_known_nodes", labels,
-                              float(cluster_info["cluster_known_nodes"])))
-    return out
+            out.add("redis_cluster_known_nodes", labels,
+                    float(cluster_info["cluster_known_nodes"]))
 
 
-def collect(ctx: Context) -> list[Sample]:
+def collect(ctx: Context) -> Samples:
     nodes = ctx.topology.nodes
     answers = run_parallel({n: (lambda n=n: _query(ctx, n)) for n in nodes}, ctx.deadline)
-    samples: list[Sample] = []
+    samples = Samples()
     for node in nodes:
         answer = answers[node]
         if isinstance(answer, BaseException):
@@ -105,7 +104,7 @@ def collect(ctx: Context) -> list[Sample]:
                 log.warning("node %s: %s", node.address, describe_error(answer))
             labels = {"node_id": node.address, "role": node.role,
                       "cluster_name": ctx.config.cluster_name}
-            samples.append(Sample("redis_cluster_node_up", labels, 0.0))
+            samples.add("redis_cluster_node_up", labels, 0.0)
         else:
-            samples += _node_samples(node, ctx.config.cluster_name, *answer)
+            _node_samples(samples, node, ctx.config.cluster_name, *answer)
     return samples
