@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps demo test bench lint clean
+.PHONY: install system-deps catalog demo test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -11,10 +11,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m compileall -q plugin  # as a wheel install would: no compiling per run
 	touch $@
 
 system-deps:
 	.ci/system-deps
+
+catalog: install  # plugin/tqmon/catalog.json from catalog.yaml (committed; a test checks it)
+	$(BIN)/python -m tqmon.catalog
 
 demo: install
 	.ci/system-deps --redis-only

@@ -22,7 +22,8 @@ def acl_server():
 
 
 def test_password_from_env_with_acl_user(acl_server):
-    result = run_tqmon("--collectors", "nodes", "--redis-url", acl_server.url, "--username", "monitor",
+    result = run_tqmon("--collectors", "nodes", "--redis-url", acl_server.url,
+                       "--username", "monitor",
                        env={"TQMON_REDIS_PASSWORD": PASSWORD}, secret=PASSWORD)
     assert result.value("redis_cluster_node_up", node_id=acl_server.address) == 1
     assert result.stderr == ""
@@ -31,7 +32,8 @@ def test_password_from_env_with_acl_user(acl_server):
 def test_password_from_file(acl_server, tmp_path):
     secret = tmp_path / "pw"
     secret.write_text(PASSWORD + "\n")
-    result = run_tqmon("--collectors", "nodes", "--redis-url", acl_server.url, "--username", "monitor",
+    result = run_tqmon("--collectors", "nodes", "--redis-url", acl_server.url,
+                       "--username", "monitor",
                        "--password-file", str(secret), secret=PASSWORD)
     assert result.value("redis_cluster_node_up", node_id=acl_server.address) == 1
 
@@ -54,7 +56,8 @@ def test_password_in_flag_url_works_but_warns(acl_server):
 
 def test_wrong_password_is_node_down_exit_0(acl_server):
     wrong = "not-the-Pa55word-abc"
-    result = run_tqmon("--collectors", "nodes", "--redis-url", acl_server.url, "--username", "monitor",
+    result = run_tqmon("--collectors", "nodes", "--redis-url", acl_server.url,
+                       "--username", "monitor",
                        env={"TQMON_REDIS_PASSWORD": wrong}, secret=wrong)
     assert result.returncode == 0
     assert result.value("redis_cluster_node_up", node_id=acl_server.address) == 0

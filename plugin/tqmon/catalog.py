@@ -1,18 +1,23 @@
-"""Load and validate the metric catalog (catalog.yaml), the single source of truth for metrics."""
+"""Load and validate the metric catalog (catalog.yaml), the single source of truth for metrics.
+
+catalog.yaml is what people edit. Every run of the plugin reads catalog.json instead, generated
+from it (`make catalog`, a test fails on drift): json is already imported by redis-py, and
+skipping PyYAML's import and parse saves ~13 ms of each run (make bench).
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
+import sys
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-# libyaml's loader parses the catalog ~10x faster than the pure-Python one; every run loads it.
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+SOURCE = Path(__file__).with_name("catalog.yaml")
+COMPILED = Path(__file__).with_name("catalog.json")
 TYPES = ("gauge", "counter", "histogram", "info")
 UNITS = ("", "bytes", "seconds")
 ORIGINS = ("seed", "tqmon")
@@ -143,14 +148,50 @@ def parse(document: Any) -> Catalog:
     return Catalog(metrics=metrics, labels=dict(labels))
 
 
+def read_yaml(path: Path = SOURCE) -> Any:
+    import yaml  # only for the source file: the plugin itself reads the compiled JSON
+
+    return yaml.load(path.read_text(encoding="utf-8"),
+                     Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def compiled_text(path: Path = SOURCE) -> str:
+    """catalog.json's exact content for a catalog source file (validated first)."""
+    document = read_yaml(path)
+    parse(document)
+    return json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def load(path: Path | None = None) -> Catalog:
-    """Load a catalog file; without a path, the one shipped with the package."""
-    if path is None:
-        return default()
-    return parse(yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader))
+    """Load a catalog source file; without a path, the one shipped with the package."""
+    return default() if path is None else parse(read_yaml(path))
 
 
 @cache
 def default() -> Catalog:
-    text = resources.files("tqmon").joinpath("catalog.yaml").read_text(encoding="utf-8")
-    return parse(yaml.load(text, Loader=_Loader))
+    return parse(json.loads(COMPILED.read_text(encoding="utf-8")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tqmon.catalog [--check]`: regenerate catalog.json, or fail if it is stale."""
+    parser = argparse.ArgumentParser(prog="python -m tqmon.catalog", description=main.__doc__)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        text = compiled_text()
+    except CatalogError as exc:
+        print(f"catalog.yaml: {exc}", file=sys.stderr)
+        return 2
+    current = COMPILED.read_text(encoding="utf-8") if COMPILED.exists() else ""
+    if args.check:
+        if current != text:
+            print("catalog.json is stale: run `make catalog`", file=sys.stderr)
+            return 1
+        return 0
+    if current != text:
+        COMPILED.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,6 +7,8 @@ line if the output cannot be written. Never a traceback (set TQMON_DEBUG=1 to se
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import signal
@@ -46,6 +48,18 @@ def _setup_logging(config: Config | None) -> None:
     root.setLevel(logging.WARNING)
 
 
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """One pass allocates a few tuples per worker and drops them all at its end: the cyclic
+    collector's repeated sweeps over them cost ~40% of a 100,000-worker collection. Reference
+    counting still frees everything; nothing here builds cycles that would need the GC."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _produce(config: Config) -> Iterator[bytes]:
     return exposition.render_chunks(catalog.default(), collect_once(config), config.format)
 
@@ -59,7 +73,8 @@ def _loop(config: Config) -> int:
         signal.signal(signum, lambda *_: stop.set())
     while not stop.is_set():
         started = time.monotonic()
-        exposition.write_atomic(config.textfile, _produce(config))
+        with _no_cyclic_gc():
+            exposition.write_atomic(config.textfile, _produce(config))
         stop.wait(max(0.0, config.interval - (time.monotonic() - started)))
     return 0
 
@@ -73,13 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.warning(warning)
         if config.interval is not None:
             return _loop(config)
-        data = _produce(config)
-        if config.textfile is not None:
-            exposition.write_atomic(config.textfile, data)
-        else:
-            for chunk in data:
-                sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
+        with _no_cyclic_gc():
+            data = _produce(config)
+            if config.textfile is not None:
+                exposition.write_atomic(config.textfile, data)
+            else:
+                for chunk in data:
+                    sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
         return 0
     except ConfigError as exc:
         print(f"tqmon: error: {exc}", file=sys.stderr)

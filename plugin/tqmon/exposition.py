@@ -27,6 +27,7 @@ from prometheus_client.utils import floatToGoString
 from .catalog import Catalog, MetricSpec
 from .collectors import Histogram, Samples
 
+SLICE = 10_000  # series formatted at a time: bounds memory for a 100,000-worker fleet
 CONTENT_TYPES = {
     "prometheus": "text/plain; version=0.0.4; charset=utf-8",
     "openmetrics": "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -66,24 +67,30 @@ def render_chunks(catalog: Catalog, samples: Samples, fmt: str = "prometheus"
                   ) -> Iterator[bytes]:
     """The exposition, one metric family per chunk, in catalog order.
 
-    Each family is built, formatted and dropped in turn, so memory holds one family's text at
-    a time however many workers a fleet has. prometheus_client does all formatting and
-    escaping; OpenMetrics' single closing `# EOF` is written once, at the end.
+    Each family is built, formatted and dropped in turn, a slice of SLICE series at a time, so
+    memory holds one slice's text however many workers a fleet has. prometheus_client does
+    all formatting and escaping; OpenMetrics' single closing `# EOF` is written once, at the
+    end.
     """
     if unknown := set(samples.rows) - set(catalog.metrics):
         raise ValueError(f"not in the metric catalog: {sorted(unknown)}")
     for name, spec in catalog.metrics.items():
-        rows = samples.rows.get(name)
-        if not rows:
-            continue
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_One(_family(spec, rows)))
-        if fmt == "openmetrics":
-            yield openmetrics_format(registry).removesuffix(b"# EOF\n")
-        else:
-            yield text_format(registry)
+        rows = samples.rows.get(name, [])
+        for start in range(0, len(rows), SLICE):
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(_One(_family(spec, rows[start:start + SLICE])))
+            text = (openmetrics_format(registry).removesuffix(b"# EOF\n")  # once, at the end
+                    if fmt == "openmetrics" else text_format(registry))
+            yield text if start == 0 else _without_header(text)
     if fmt == "openmetrics":
         yield b"# EOF\n"
+
+
+def _without_header(text: bytes) -> bytes:
+    """A later slice of a family: its # HELP / # TYPE / # UNIT lines were already written."""
+    while text.startswith(b"# "):
+        text = text[text.index(b"\n") + 1:]
+    return text
 
 
 def render(catalog: Catalog, samples: Samples, fmt: str = "prometheus") -> bytes:
