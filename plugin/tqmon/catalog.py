@@ -155,11 +155,16 @@ def read_yaml(path: Path = SOURCE) -> Any:
                      Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+RUNTIME_KEYS = ("version", "labels", "metrics")  # what the plugin needs; the rest is for
+# the dashboard and alert generators, which read catalog.yaml itself
+
+
 def compiled_text(path: Path = SOURCE) -> str:
     """catalog.json's exact content for a catalog source file (validated first)."""
     document = read_yaml(path)
     parse(document)
-    return json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    runtime = {key: document[key] for key in RUNTIME_KEYS}
+    return json.dumps(runtime, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def load(path: Path | None = None) -> Catalog:
