@@ -10,6 +10,7 @@ from helpers import catalog_name, run_tqmon
 from tqmon import catalog, collectors
 from tqmon.catalog import CatalogError
 from tqmon.heartbeat import Heartbeat
+from tqmon.streams import TaskStreams
 
 GOOD = {
     "version": 1,
@@ -85,6 +86,11 @@ def test_every_catalog_metric_is_emitted(cluster, replicated):
     live.task_finished(0.1)
     Heartbeat(client, name="gone", worker_id="catalog-dead").beat()
     client.zadd("{tq}:workers", {"catalog-dead": 1})  # last beat long ago
+    queues = TaskStreams(client)
+    queues.ensure_groups()
+    queues.enqueue("high", {"payload": "x"})
+    queues.enqueue("high", {"payload": "y"})
+    queues.next("catalog-dead")  # an orphan
     seen: set[str] = set()
     for url in (cluster.urls[0], replicated[0].url):
         result = run_tqmon("--redis-url", url)

@@ -255,13 +255,14 @@ def _acl(doc_block_start: str) -> list[str]:
     return block.removeprefix("ACL SETUSER ").replace("PASSWORD", "pw").split()
 
 
-def test_documented_acls_are_enough():
+def test_documented_acls_are_enough(workers):
     worker_rules = _acl("ACL SETUSER worker")
     tqmon_rules = _acl("ACL SETUSER tqmon")
     server = devcluster.start_standalone(["--user", *worker_rules, "--user", *tqmon_rules])
     try:
         url_worker = f"redis://worker:pw@{server.address}"
         worker = Worker(url_worker, "acl-worker", "--tasks", "3", "--fail-every", "2")
+        workers.append(worker)
         assert worker.wait_done() == (3, 1)
         ghost = server.client(username="worker", password="pw")
         _register_stale(ghost, 2)
@@ -277,6 +278,5 @@ def test_documented_acls_are_enough():
         server.client().execute_command("ACL", "SETUSER", *read_only)
         result = tqmon(server.url, "--username", "tqmon", "--read-only", env=env)
         assert result.stderr == "" and result.value("workers_dead") == 2
-        worker.stop()
     finally:
         server.stop()

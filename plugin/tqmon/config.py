@@ -18,7 +18,7 @@ from . import __version__, contract
 
 DEFAULT_URL = "redis://127.0.0.1:6379"
 DEFAULT_TIMEOUT = 3.0  # seconds; Telegraf's exec default timeout is 5 s
-COLLECTORS = ("nodes", "workers")
+COLLECTORS = ("nodes", "workers", "queues")
 FORMATS = ("prometheus", "openmetrics")
 ENV_URL, ENV_PASSWORD, ENV_CONFIG = "TQMON_REDIS_URL", "TQMON_REDIS_PASSWORD", "TQMON_CONFIG"
 
@@ -61,7 +61,16 @@ class Config:
     heartbeat_ttl: float = 30.0
     dead_retention: float = 3600.0
     read_only: bool = False
+    queues: tuple[tuple[str, str], ...] = ()  # (priority label, stream key); () = contract's
+    groups: tuple[str, ...] = ("workers",)
+    requeue_orphans: bool = False
     warnings: tuple[str, ...] = ()
+
+    @property
+    def streams(self) -> tuple[tuple[str, str], ...]:
+        """(priority, stream key) pairs: configured, or the contract's {P}:queue:<priority>."""
+        keys = contract.Keys(self.prefix)
+        return self.queues or tuple((p, keys.queue(p)) for p in contract.PRIORITIES)
 
     @property
     def tls(self) -> bool:
@@ -111,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 3600)")
     p.add_argument("--read-only", action="store_true",
                    help="write nothing to Redis: deaths are reported, not recorded or pruned")
+    p.add_argument("--queue", metavar="NAME=STREAM", action="append",
+                   help="a queue to watch, repeatable: the priority label and its stream key "
+                   "(default high, medium, low on {P}:queue:<name>)")
+    p.add_argument("--group", metavar="NAME", action="append",
+                   help="consumer group to report, repeatable (default workers)")
+    p.add_argument("--requeue-orphans", action="store_true",
+                   help="put the pending entries of dead workers back on their stream")
     p.add_argument("--version", action="version", version=f"tqmon {__version__}")
     return p
 
@@ -256,6 +272,13 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except ValueError as exc:
         raise ConfigError(f"--prefix: {exc}") from None
     heartbeat_ttl = _positive(pick("heartbeat_ttl", 30.0), "heartbeat-ttl")
+    queues = _queues(pick("queue", []))
+    groups = tuple(dict.fromkeys(_as_list(pick("group", ["workers"]), "group")))
+    if not groups or not all(groups):
+        raise ConfigError("--group needs a non-empty name")
+    requeue = bool(pick("requeue_orphans", False))
+    if requeue and bool(pick("read_only", False)):
+        raise ConfigError("--requeue-orphans writes to Redis: it cannot go with --read-only")
     dead_retention = _positive(pick("dead_retention", 3600.0), "dead-retention")
 
     return Config(
@@ -274,9 +297,25 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         heartbeat_ttl=heartbeat_ttl,
         dead_retention=dead_retention,
         read_only=bool(pick("read_only", False)),
+        queues=queues,
+        groups=groups,
+        requeue_orphans=requeue,
         warnings=tuple(warnings),
         **tls_files,
     )
+
+
+def _queues(value: Any) -> tuple[tuple[str, str], ...]:
+    """`NAME=STREAM` strings (flags, or a list in the file) or a {name: stream} mapping."""
+    pairs = list(value.items()) if isinstance(value, dict) else [
+        tuple(item.split("=", 1)) if "=" in item else (item, "")
+        for item in _as_list(value, "queue")]
+    out = {}
+    for name, stream in pairs:
+        if not name or not stream:
+            raise ConfigError(f"--queue takes NAME=STREAM, not {name!r}")
+        out[str(name)] = str(stream)
+    return tuple(out.items())
 
 
 def _positive(value: Any, what: str) -> float:

@@ -11,12 +11,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from . import devcluster
+from . import devcluster, simulate
+from .streams import TaskStreams
 
 
 def _samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -64,6 +66,20 @@ def summarize(text: str) -> str:
             lines.append(f"  {labels['worker_name']:<12}{value:>3.0f}"
                          f"{processed.get(wid, 0):>11.0f}{failed.get(wid, 0):>8.0f}"
                          f"{age.get(wid, 0):>9.1f} s")
+    depth = {lb["priority"]: v for lb, v in s["task_queue_depth"]}
+    if depth:
+        reassigned = sum(v for _, v in s["tasks_reassigned_total"])
+        lines.append(f"Queues (group workers; tasks requeued so far: {reassigned:.0f})")
+        lines.append(f"  {'priority':<10}{'depth':>7}{'lag':>6}{'pending':>9}"
+                     f"{'oldest waiting':>16}{'orphaned':>10}")
+        per_group = {name: {lb["priority"]: v for lb, v in s[name]} for name in (
+            "task_queue_lag", "task_queue_pending", "task_queue_oldest_waiting_age_seconds",
+            "task_queue_orphaned")}
+        for priority, value in depth.items():
+            lag, pending, oldest, orphaned = (per_group[name].get(priority, 0)
+                                              for name in per_group)
+            lines.append(f"  {priority:<10}{value:>7.0f}{lag:>6.0f}{pending:>9.0f}"
+                         f"{oldest:>14.1f} s{orphaned:>10.0f}")
     lags = s["redis_cluster_replication_lag_seconds"]
     if lags:
         worst = max(lags, key=lambda item: item[1])
@@ -79,11 +95,12 @@ def summarize(text: str) -> str:
 
 FLEET = 5
 TTL, INTERVAL = 4, 1  # short, so the demo sees a death within seconds (defaults: 30 and 10)
+TASKS_PER_SECOND = 25
 
 
-def _tqmon(url: str, show: bool) -> str:
+def _tqmon(url: str, show: bool, *extra: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TQMON_")}
-    args = ["--redis-url", url, "--cluster-name", "demo", "--heartbeat-ttl", str(TTL)]
+    args = ["--redis-url", url, "--cluster-name", "demo", "--heartbeat-ttl", str(TTL), *extra]
     print("$ tqmon", " ".join(args), flush=True)
     run = subprocess.run([sys.executable, "-m", "tqmon", *args], capture_output=True,
                          text=True, env=env, timeout=30)
@@ -96,16 +113,32 @@ def _tqmon(url: str, show: bool) -> str:
 
 
 def _start_fleet(url: str) -> list[subprocess.Popen[str]]:
+    """Workers consuming the priority streams; worker-1 takes 8 entries at a time and is slow,
+    so that when it is killed it leaves orphans behind."""
     fleet = []
     for i in range(FLEET):
+        pace = ["--prefetch", "8", "--task-seconds", "3"] if i == 0 else [
+            "--prefetch", "2", "--task-seconds", "0.3"]
         fleet.append(subprocess.Popen(
             [sys.executable, "-m", "tqmon.simulate", "--redis-url", url, "--cluster",
              "--name", f"worker-{i + 1}", "--ttl", str(TTL), "--interval", str(INTERVAL),
-             "--fail-every", str(5 + i), "--task-seconds", "0.4"],
+             "--fail-every", str(5 + i), "--consume", *pace],
             stdout=subprocess.PIPE, text=True))
     for proc in fleet:
         proc.stdout.readline()  # "ready <id>"
     return fleet
+
+
+def _produce(url: str, stop: threading.Event) -> None:
+    """A producer: tasks of several types on the three priority streams."""
+    queues = TaskStreams(simulate.make_client(url, cluster=True))
+    queues.ensure_groups()
+    n = 0
+    while not stop.wait(1 / TASKS_PER_SECOND):
+        n += 1
+        priority = ("high", "medium", "medium", "low", "low", "low")[n % 6]
+        queues.enqueue(priority, {"type": simulate.TASK_TYPES[n % len(simulate.TASK_TYPES)],
+                                  "payload": f"task-{n}"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,29 +150,41 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     started = time.monotonic()
     fleet: list[subprocess.Popen[str]] = []
+    stop = threading.Event()
+    final = ""
     with devcluster.running_cluster() as cluster:
+        url = cluster.urls[0]
+        producer = threading.Thread(target=_produce, args=(url, stop), daemon=True)
         try:
             print(f"Cluster ready in {time.monotonic() - started:.1f} s: "
                   f"{', '.join(s.address for s in cluster.servers)}", flush=True)
-            fleet = _start_fleet(cluster.urls[0])
-            print(f"{FLEET} simulated workers started (tqmon.heartbeat, TTL {TTL} s); "
-                  "letting them work for 3 s ...\n", flush=True)
+            producer.start()
+            fleet = _start_fleet(url)
+            print(f"A producer adds {TASKS_PER_SECOND} tasks/s to the high/medium/low streams; "
+                  f"{FLEET} simulated workers (tqmon.heartbeat, TTL {TTL} s) consume them. "
+                  "Letting them work for 3 s ...\n", flush=True)
             time.sleep(3)
-            _tqmon(cluster.urls[0], show=not args.quiet)
+            _tqmon(url, not args.quiet)
             victim = fleet[0]
             victim.send_signal(signal.SIGKILL)
             victim.wait()
-            print(f"SIGKILLed worker-1 (pid {victim.pid}); waiting {TTL + 1} s, past its "
-                  "heartbeat TTL ...\n", flush=True)
+            print(f"SIGKILLed worker-1 (pid {victim.pid}) with tasks in hand; waiting "
+                  f"{TTL + 1} s, past its heartbeat TTL ...\n", flush=True)
             time.sleep(TTL + 1)
-            final = _tqmon(cluster.urls[0], show=False)
+            _tqmon(url, False)
+            print("Putting the dead worker's tasks back on their queues:", flush=True)
+            _tqmon(url, False, "--requeue-orphans")
+            time.sleep(2)
+            print("Two seconds later, the survivors have taken them:", flush=True)
+            final = _tqmon(url, False)
         finally:
+            stop.set()
             for proc in fleet:  # SIGTERM: a clean shutdown deregisters the survivors
                 if proc.poll() is None:
                     proc.terminate()
             for proc in fleet:
                 proc.wait(10)
-            print("Stopping the fleet and the cluster.")
+            print("Stopping the producer, the fleet and the cluster.")
     return 0 if "worker_up" in final else 1
 
 

@@ -4,7 +4,8 @@
 
 It runs fake tasks of several types and priorities (every --fail-every'th fails), prints
 `ready` once registered and `done <processed> <failed>` after --tasks tasks, then keeps beating.
-SIGTERM is a clean shutdown (deregister); SIGKILL is a death.
+With --consume it takes its tasks from the contract's priority streams instead (tqmon.streams),
+--prefetch at a time, until stopped. SIGTERM is a clean shutdown (deregister); SIGKILL a death.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import redis
 
 from . import contract
 from .heartbeat import Heartbeat
+from .streams import TaskStreams
 
 TASK_TYPES = ("send_email", "resize_image", "backtest", "report")
 
@@ -45,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task-seconds", type=float, default=0.05, help="max fake task duration")
     p.add_argument("--hold", action="store_true",
                    help="after the tasks, start one more and never finish it")
+    p.add_argument("--consume", action="store_true",
+                   help="take tasks from the {P}:queue:<priority> streams, until stopped")
+    p.add_argument("--prefetch", type=int, default=1, help="entries read at a time")
+    p.add_argument("--record", metavar="KEY",
+                   help="RPUSH each acked entry's payload to KEY, in the XACK's transaction")
     args = p.parse_args(argv)
 
     stop = threading.Event()
@@ -55,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
                    worker_id=args.worker_id, prefix=args.prefix, ttl=args.ttl,
                    interval=args.interval).start()
     print("ready", hb.worker_id, flush=True)
+    if args.consume:
+        _consume(args, hb, stop, rng)
+        hb.stop()
+        return 0
     done = 0
     while not stop.is_set() and (args.tasks < 0 or done < args.tasks):
         hb.task_started(task_id=f"{args.name}-{done}")
@@ -70,6 +81,28 @@ def main(argv: list[str] | None = None) -> int:
     stop.wait()
     hb.stop()
     return 0
+
+
+def _consume(args: argparse.Namespace, hb: Heartbeat, stop: threading.Event,
+             rng: random.Random) -> None:
+    queues = TaskStreams(hb.client, prefix=args.prefix)
+    queues.ensure_groups()
+    done = 0
+    while not stop.is_set():
+        batch = queues.next(hb.worker_id, count=args.prefetch)
+        if not batch:
+            stop.wait(0.05)
+            continue
+        for priority, entry_id, fields in batch:
+            hb.task_started(task_id=entry_id)
+            duration = rng.uniform(0.001, args.task_seconds)
+            time.sleep(duration)
+            done += 1
+            ok = not (args.fail_every and done % args.fail_every == 0)
+            record = (args.record, fields.get("payload", "")) if args.record else None
+            queues.ack(priority, entry_id, record=record)
+            hb.task_finished(duration, ok=ok, task_type=fields.get("type", "default"),
+                             priority=priority)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,6 @@ Collect = Callable[[Context], Samples]
 
 def registry() -> dict[str, Collect]:
     """Collector name -> function; the names are what --collectors accepts."""
-    from . import nodes, workers
+    from . import nodes, queues, workers
 
-    return {"nodes": nodes.collect, "workers": workers.collect}
+    return {"nodes": nodes.collect, "workers": workers.collect, "queues": queues.collect}
