@@ -7,6 +7,9 @@ Prints numbers, never passes or fails.
 2. Workers: fleets of 1,000 / 10,000 / 100,000 registered workers (the contract's keys, all
    alive): worker-collection time (tqmon_collection_duration_seconds), whole invocation, peak
    RSS and the commands sent to the node holding the fleet; at 1,000 also the ratio to the floor.
+3. Queues: 3 streams x 100,000 entries x 10,000 pending (20 consumers a stream, half of them
+   dead workers): queue-collection time, the commands one run sends, and the slowest command
+   the run caused in SLOWLOG (everything logged during the run).
 """
 
 from __future__ import annotations
@@ -170,17 +173,66 @@ def bench_workers(cluster: devcluster.Cluster, sizes: list[int], runs: int,
     owner.client().flushall()
 
 
+STREAM_FILL = """
+for i = 1, tonumber(ARGV[1]) do
+  redis.call('XADD', KEYS[1], '*', 'type', 'job', 'payload', 'payload-' .. ARGV[2] .. '-' .. i)
+end
+"""
+
+
+def bench_queues(cluster: devcluster.Cluster, entries: int, pending: int, runs: int) -> None:
+    keys = contract.Keys()
+    node = cluster.client().get_node_from_key(keys.workers)
+    owner = cluster.by_address(f"{node.host}:{node.port}")
+    client = owner.client(protocol=2)
+    client.flushall()
+    consumers = 20
+    for priority in contract.PRIORITIES:
+        stream = keys.queue(priority)
+        for start in range(0, entries, 5000):
+            client.eval(STREAM_FILL, 1, stream, min(5000, entries - start), start)
+        client.xgroup_create(stream, "workers", id="0")
+        for c in range(consumers):
+            client.xreadgroup("workers", f"consumer-{c}", {stream: ">"},
+                              count=pending // consumers)
+    now = float(client.time()[0])
+    client.zadd(keys.workers, {f"consumer-{c}": now - (3600 if c % 2 else 0)
+                               for c in range(consumers)})  # odd ones are dead workers
+    tqmon = [sys.executable, "-m", "tqmon", "--redis-url", cluster.urls[0], "--collectors",
+             "queues", "--read-only"]
+    times = [collection_seconds(run(tqmon)[1])["queues"] for _ in range(runs)]
+    client.config_set("slowlog-log-slower-than", 0)
+    client.config_set("slowlog-max-len", 10000)
+    client.slowlog_reset()
+    delta = commands_of_one_run([owner], tqmon)[owner.address]
+    entries_logged = client.slowlog_get(10000)
+    client.config_set("slowlog-log-slower-than", 10000)
+    ours = [e for e in entries_logged
+            if not e["command"].lower().startswith((b"slowlog", b"config", b"info"))]
+    worst = max(ours, key=lambda e: e["duration"])
+    print(f"\n== Queues: 3 streams x {entries} entries x {pending} pending, "
+          f"{consumers} consumers a stream (half dead workers), --collectors queues")
+    print(f"collection (queues), median of {runs}:     {statistics.median(times) * 1000:8.1f} ms")
+    print(f"commands one run sends to the node:      {_fmt(delta)}")
+    print(f"slowest command of the run (SLOWLOG):    {worst['duration']:8d} us  "
+          f"({worst['command'][:60].decode(errors='replace')})")
+    client.flushall()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=11)
     parser.add_argument("--workers", default="1000,10000,100000",
                         help="comma-separated fleet sizes")
+    parser.add_argument("--stream-entries", type=int, default=100_000)
+    parser.add_argument("--pending", type=int, default=10_000)
     args = parser.parse_args()
     print("starting the reference cluster (3 masters + 3 replicas) ...", flush=True)
     with devcluster.running_cluster() as cluster:
         floor = bench_nodes(cluster, args.runs)
         sizes = [int(n) for n in args.workers.split(",") if n]
         bench_workers(cluster, sizes, max(3, args.runs // 2), floor)
+        bench_queues(cluster, args.stream_entries, args.pending, max(3, args.runs // 2))
     return 0
 
 
