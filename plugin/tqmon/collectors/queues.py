@@ -178,7 +178,7 @@ def _requeue(ctx: Context, streams: list[Stream], dead: set[bytes],
             client.close()
 
 
-def _add_samples(out: Samples, streams: list[Stream], dead: set[bytes]) -> None:
+def _add_samples(out: Samples, streams: list[Stream], dead: set[bytes] | None) -> None:
     for stream in streams:
         out.add("task_queue_depth", {"priority": stream.priority}, float(stream.depth or 0))
         for name, group in stream.groups.items():
@@ -194,9 +194,10 @@ def _add_samples(out: Samples, streams: list[Stream], dead: set[bytes]) -> None:
             out.add("task_queue_oldest_waiting_age_seconds", labels, waiting_age)
             idle = group.oldest_pending[0]["time_since_delivered"] if group.oldest_pending else 0
             out.add("task_queue_oldest_pending_idle_seconds", labels, idle / 1000)
-            consumers = group.pending["consumers"] if group.pending else []
-            out.add("task_queue_orphaned", labels,
-                    float(sum(c["pending"] for c in consumers if c["name"] in dead)))
+            if dead is not None:  # unknown when the registry could not be read: no series
+                consumers = group.pending["consumers"] if group.pending else []
+                out.add("task_queue_orphaned", labels,
+                        float(sum(c["pending"] for c in consumers if c["name"] in dead)))
 
 
 def collect(ctx: Context) -> Samples:
@@ -224,7 +225,11 @@ def collect(ctx: Context) -> Samples:
         raise ConnectionError("no queue stream could be read")
     consumers = {c["name"] for s in streams for g in s.groups.values() if g.pending
                  for c in g.pending["consumers"]}
-    dead = _dead_consumers(ctx, consumers)
+    try:
+        dead: set[bytes] | None = _dead_consumers(ctx, consumers)
+    except Exception as exc:  # the registry's node is down: orphans unknown, the rest stands
+        log.warning("queues: cannot tell which consumers are dead: %s", describe_error(exc))
+        dead = None
     if ctx.config.requeue_orphans and dead:
         _requeue(ctx, streams, dead, skips)
     out = Samples()
