@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from . import catalog, exposition
+from . import catalog, exposition, serve
 from .config import Config, ConfigError, load
 from .run import collect_once
 
@@ -79,6 +79,24 @@ def _loop(config: Config) -> int:
     return 0
 
 
+def _listen(config: Config) -> int:
+    """--listen: a collection per scrape (shared by concurrent scrapes) until SIGTERM."""
+    def produce(fmt: str) -> bytes:
+        with _no_cyclic_gc():
+            return b"".join(exposition.render_chunks(catalog.default(), collect_once(config),
+                                                     fmt))
+
+    formats = dict.fromkeys([config.format, "prometheus", "openmetrics"])
+    host, port = config.listen or ("", 0)
+    try:
+        server = serve.make_server(host, port, {f: (lambda f=f: produce(f)) for f in formats})
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    log.info("serving /metrics on %s:%s", host, server.server_address[1])
+    serve.serve_forever(server)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     config: Config | None = None
     try:
@@ -88,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.warning(warning)
         if config.interval is not None:
             return _loop(config)
+        if config.listen is not None:
+            return _listen(config)
         with _no_cyclic_gc():
             data = _produce(config)
             if config.textfile is not None:

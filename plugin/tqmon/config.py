@@ -56,6 +56,7 @@ class Config:
     format: str = "prometheus"
     textfile: Path | None = None
     interval: float | None = None
+    listen: tuple[str, int] | None = None
     collectors: tuple[str, ...] = COLLECTORS
     prefix: str = contract.DEFAULT_PREFIX
     heartbeat_ttl: float = 30.0
@@ -108,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write atomically to PATH (node_exporter textfile) instead of stdout")
     p.add_argument("--interval", metavar="SECONDS", type=float,
                    help="repeat every SECONDS, rewriting --textfile, until SIGTERM/SIGINT")
+    p.add_argument("--listen", metavar="HOST:PORT",
+                   help="serve /metrics (a collection per scrape) and /healthz over HTTP")
     p.add_argument("--collectors", metavar="LIST",
                    help=f"comma-separated collectors to run (default {','.join(COLLECTORS)})")
     p.add_argument("--prefix", metavar="P",
@@ -251,6 +254,9 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     textfile = pick("textfile")
     if interval is not None and not textfile:
         raise ConfigError("--interval needs --textfile to write to")
+    listen = _listen(pick("listen")) if pick("listen") else None
+    if listen and (textfile or interval is not None):
+        raise ConfigError("--listen serves over HTTP: it does not go with --textfile or --interval")
     fmt = pick("format", "prometheus")
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}")
@@ -292,6 +298,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         format=fmt,
         textfile=Path(str(textfile)) if textfile else None,
         interval=interval,
+        listen=listen,
         collectors=collectors,
         prefix=prefix,
         heartbeat_ttl=heartbeat_ttl,
@@ -303,6 +310,13 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         warnings=tuple(warnings),
         **tls_files,
     )
+
+
+def _listen(value: Any) -> tuple[str, int]:
+    host, _, port = str(value).rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--listen takes HOST:PORT (e.g. 127.0.0.1:9840), not {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def _queues(value: Any) -> tuple[tuple[str, str], ...]:
