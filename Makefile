@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps catalog demo test bench lint clean
+.PHONY: install system-deps catalog demo demo-stack test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -27,12 +27,49 @@ demo: install
 test: install system-deps
 	$(BIN)/pytest
 
+# The demo plus node_exporter and Prometheus on loopback, alerts loaded with short `for:`
+# (tests/e2e-overrides.yaml): open the Prometheus UI it prints and kill things. Ctrl-C stops all.
+demo-stack: install system-deps
+	$(BIN)/python alerts/generate.py --overrides tests/e2e-overrides.yaml \
+	  --output build/demo-stack/tqmon-rules.yaml
+	$(BIN)/python -m tqmon.stack --rules build/demo-stack/tqmon-rules.yaml
+
 bench: install
 	.ci/system-deps --redis-only
 	$(BIN)/python tests/bench.py
 
 lint: install
-	$(BIN)/ruff check plugin tests
+	$(BIN)/ruff check plugin tests dashboards alerts
 
 clean:
 	rm -rf $(VENV) build *.egg-info plugin/*.egg-info .pytest_cache .ruff_cache
+
+# --- Provisioning: Grafana dashboard and Prometheus rules, generated from the metric catalog ----
+# make dashboards [GRAFANA_DASHBOARDS_DIR=DIR] [OVERRIDES=FILE]  dashboard JSON (and the rules);
+#     with GRAFANA_DASHBOARDS_DIR, installs tqmon.json and the provider (as tqmon.yaml) there.
+# make alerts [PROMETHEUS_RULES_DIR=DIR] [OVERRIDES=FILE]        rule file; installs it into DIR.
+# Without OVERRIDES they rewrite the committed dashboards/tqmon.json and alerts/tqmon-rules.yaml
+# (a test fails if those are stale); with OVERRIDES=FILE they write build/ instead.
+OVERRIDES ?=
+GEN_DIR  := $(if $(OVERRIDES),build/,)
+GEN_ARGS := $(if $(OVERRIDES),--overrides $(OVERRIDES),)
+
+.PHONY: dashboards alerts
+
+dashboards: install alerts
+	$(BIN)/python dashboards/generate.py $(GEN_ARGS) --output $(GEN_DIR)dashboards/tqmon.json
+ifneq ($(GRAFANA_DASHBOARDS_DIR),)
+	install -d $(GRAFANA_DASHBOARDS_DIR)
+	install -m 644 $(GEN_DIR)dashboards/tqmon.json $(GRAFANA_DASHBOARDS_DIR)/tqmon.json
+	sed 's|^\( *path:\).*|\1 $(abspath $(GRAFANA_DASHBOARDS_DIR))|' \
+	  dashboards/provisioning/dashboards.yaml > $(GRAFANA_DASHBOARDS_DIR)/tqmon.yaml
+	@echo "installed tqmon.json and the provider tqmon.yaml in $(GRAFANA_DASHBOARDS_DIR)"
+endif
+
+alerts: install
+	$(BIN)/python alerts/generate.py $(GEN_ARGS) --output $(GEN_DIR)alerts/tqmon-rules.yaml
+ifneq ($(PROMETHEUS_RULES_DIR),)
+	install -d $(PROMETHEUS_RULES_DIR)
+	install -m 644 $(GEN_DIR)alerts/tqmon-rules.yaml $(PROMETHEUS_RULES_DIR)/tqmon-rules.yaml
+	@echo "installed tqmon-rules.yaml in $(PROMETHEUS_RULES_DIR)"
+endif

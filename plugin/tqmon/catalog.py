@@ -11,7 +11,7 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,7 @@ UNITS = ("", "bytes", "seconds")
 ORIGINS = ("seed", "tqmon")
 _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_KEYS = {"name", "type", "unit", "help", "labels", "collector", "origin", "buckets", "panels",
-         "alerts"}
+_KEYS = {"name", "type", "unit", "help", "labels", "collector", "origin", "buckets"}
 
 
 class CatalogError(ValueError):
@@ -41,7 +40,6 @@ class MetricSpec:
     origin: str
     unit: str = ""
     buckets: tuple[float, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def family_name(self) -> str:
@@ -120,10 +118,9 @@ def _check_entry(raw: Any, declared_labels: dict[str, str]) -> MetricSpec:
     numeric = all(isinstance(b, int | float) for b in buckets)
     if buckets and (not numeric or list(buckets) != sorted(set(buckets))):
         raise fail("buckets must be strictly increasing numbers")
-    extra = {k: raw[k] for k in ("panels", "alerts") if k in raw}
     return MetricSpec(
         name=name, type=mtype, help=help_text.strip(), labels=tuple(labels), collector=collector,
-        origin=origin, unit=unit, buckets=tuple(float(b) for b in buckets), extra=extra,
+        origin=origin, unit=unit, buckets=tuple(float(b) for b in buckets),
     )
 
 

@@ -1,0 +1,185 @@
+"""Generate tqmon's Grafana dashboard (dashboards/tqmon.json) from the metric catalog.
+
+    python dashboards/generate.py [--catalog FILE] [--overrides FILE] [--output FILE] [--check]
+
+Rows, panels, queries, units and thresholds all come from the catalog's `dashboard` section
+(views.parse_views validates and renders them); this file only turns them into grafanalib
+objects and lays them out, so a new panel is a catalog edit. The output is deterministic (sorted
+keys, ids and positions in catalog order): CI regenerates it and fails on any difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import grafanalib.core as G
+from grafanalib._gen import DashboardEncoder
+from tqmon import catalog, views
+
+OUTPUT = Path(__file__).resolve().parent / "tqmon.json"
+GRID_WIDTH = 24
+SCHEMA_VERSION = 37  # Grafana 9.1+: datasource references are {type, uid} objects
+# Every panel and query names the datasource through this variable, never a fixed uid nor a
+# ${DS_...} import input: the same file then works provisioned from disk and imported in the UI.
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+ALL = {"selected": True, "text": ["All"], "value": ["$__all"]}
+
+
+def variables(views: views.Views) -> list[G.Template]:
+    """Datasource, job, instance and cluster_name. job and instance filter every series;
+    cluster_name only the Redis series, the only ones that carry it."""
+    def query(name: str, label: str, promql: str) -> G.Template:
+        template = G.Template(
+            name=name, label=label, query=promql, dataSource=DATASOURCE, includeAll=True,
+            multi=True, refresh=G.REFRESH_ON_TIME_RANGE_CHANGE, sort=G.SORT_ALPHA_ASC)
+        template._current = dict(ALL)  # "All" selected until the user picks
+        return template
+
+    datasource = G.Template(name="datasource", label="Data source", type="datasource",
+                            query="prometheus", refresh=G.REFRESH_ON_DASHBOARD_LOAD)
+    datasource._current = {"selected": True, "text": "default", "value": "default"}
+    return [
+        datasource,
+        query("job", "job", f"label_values(tqmon_build_info{{{views.selector}}}, job)"),
+        query("instance", "instance",
+              f'label_values(tqmon_build_info{{{views.selector}, job=~"$job"}}, instance)'),
+        query("cluster_name", "cluster",
+              'label_values(redis_cluster_node_up{job=~"$job", instance=~"$instance"}, '
+              "cluster_name)"),
+    ]
+
+
+def _thresholds(spec: views.PanelSpec) -> list[dict[str, Any]]:
+    base = "green" if spec.thresholds else "text"  # no thresholds: a neutral number
+    return [{"color": base, "value": None}] + [
+        {"color": colour, "value": value} for value, colour in spec.thresholds]
+
+
+def _mappings(spec: views.PanelSpec) -> list[dict[str, Any]]:
+    if not spec.states:
+        return []
+    return [{"type": "value", "options": {
+        value: {"text": text, "color": colour, "index": index}
+        for index, (value, text, colour) in enumerate(spec.states)}}]
+
+
+def _heatmap_options(unit: str) -> dict[str, Any]:
+    """Options of Grafana's current heatmap panel for pre-bucketed Prometheus histograms."""
+    return {
+        "calculate": False,
+        "cellGap": 1,
+        "color": {"mode": "scheme", "scheme": "Oranges", "fill": "dark-orange",
+                  "scale": "exponential", "exponent": 0.5, "steps": 64, "reverse": False},
+        "exemplars": {"color": "rgba(255,0,255,0.7)"},
+        "filterValues": {"le": 1e-9},
+        "legend": {"show": True},
+        "rowsFrame": {"layout": "auto"},
+        "showValue": "never",
+        "tooltip": {"show": True, "yHistogram": False},
+        "yAxis": {"axisPlacement": "left", "reverse": False, "unit": unit},
+    }
+
+
+def panel(spec: views.PanelSpec, panel_id: int, pos: G.GridPos) -> G.Panel:
+    """One grafanalib panel of the type the catalog names."""
+    targets = [
+        G.Target(expr=expr, legendFormat=legend, refId=chr(ord("A") + n), datasource=DATASOURCE,
+                 intervalFactor=1, format="heatmap" if spec.type == "heatmap" else "time_series")
+        for n, (expr, legend) in enumerate(spec.targets)
+    ]
+    common: dict[str, Any] = {
+        "id": panel_id, "title": spec.title, "description": spec.description or None,
+        "dataSource": DATASOURCE, "targets": targets, "gridPos": pos,
+        "thresholds": _thresholds(spec), "maxDataPoints": None,
+    }
+    unit_json = {"fieldConfig": {"defaults": {"unit": spec.unit}}}
+    if spec.type == "stat":
+        return G.Stat(**common, format=spec.unit, reduceCalc="lastNotNull", graphMode="area",
+                      colorMode="value", mappings=_mappings(spec), noValue="no data",
+                      color={"mode": "thresholds"})
+    if spec.type == "timeseries":
+        return G.TimeSeries(**common, unit=spec.unit, tooltipMode="multi", tooltipSort="desc",
+                            thresholdsStyleMode="dashed" if spec.thresholds else "off")
+    if spec.type == "state-timeline":
+        return G.StateTimeline(**common, mappings=_mappings(spec), extraJson=unit_json)
+    if spec.type == "heatmap":
+        return G.Heatmap(**common, dataFormat="tsbuckets", yBucketBound="upper",
+                         hideZeroBuckets=True, options=_heatmap_options(spec.unit),
+                         extraJson=unit_json)
+    raise catalog.CatalogError(f"panel {spec.title}: no layout for type {spec.type}")
+
+
+def layout(views: views.Views) -> list[G.Panel]:
+    """Rows top to bottom; panels left to right, wrapping at the grid's 24 columns."""
+    panels: list[G.Panel] = []
+    y = 0
+    for title, specs in views.rows:
+        panels.append(G.RowPanel(id=len(panels) + 1, title=title,
+                                 gridPos=G.GridPos(h=1, w=GRID_WIDTH, x=0, y=y)))
+        y, x, line_height = y + 1, 0, 0
+        for spec in specs:
+            if x + spec.width > GRID_WIDTH:
+                y, x, line_height = y + line_height, 0, 0
+            panels.append(panel(spec, len(panels) + 1,
+                                G.GridPos(h=spec.height, w=spec.width, x=x, y=y)))
+            x, line_height = x + spec.width, max(line_height, spec.height)
+        y += line_height
+    return panels
+
+
+def dashboard(views: views.Views) -> G.Dashboard:
+    return G.Dashboard(
+        title=views.title, uid=views.uid, tags=list(views.tags),
+        description="Generated by dashboards/generate.py from plugin/tqmon/catalog.yaml: edit "
+                    "the catalog, not this dashboard (provisioning overwrites UI changes).",
+        panels=layout(views), templating=G.Templating(list=variables(views)),
+        links=[{"title": "Runbook", "type": "link", "url": views.runbook_url, "icon": "doc",
+                "targetBlank": True, "tooltip": "What each tqmon alert means and what to do",
+                "asDropdown": False, "includeVars": False, "keepTime": False, "tags": []}],
+        time=G.Time("now-3h", "now"), refresh="30s", timezone="browser",
+        graphTooltip=G.GRAPH_TOOLTIP_MODE_SHARED_CROSSHAIR, schemaVersion=SCHEMA_VERSION,
+    )
+
+
+def render(views: views.Views) -> str:
+    """The dashboard JSON, byte for byte what is committed for the default settings."""
+    data = dashboard(views).to_json_data()
+    return json.dumps(data, sort_keys=True, indent=2, cls=DashboardEncoder) + "\n"
+
+
+def write_or_check(path: Path, text: str, check: bool) -> int:
+    """Write path when it differs (or only compare, with check): 0 ok, 1 stale."""
+    current = path.read_text(encoding="utf-8") if path.exists() else None
+    if check:
+        if current != text:
+            print(f"{path} is stale: run `make dashboards`", file=sys.stderr)
+            return 1
+    elif current != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dashboards/generate.py", description=__doc__.split(
+        "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--catalog", type=Path, default=catalog.SOURCE)
+    parser.add_argument("--overrides", type=Path, help="YAML of settings to override "
+                        "(alerts/overrides.example.yaml)")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--check", action="store_true", help="exit 1 if --output is stale")
+    args = parser.parse_args(argv)
+    try:
+        text = render(views.load_views(args.catalog, args.overrides))
+    except catalog.CatalogError as exc:
+        print(f"dashboards/generate.py: {exc}", file=sys.stderr)
+        return 2
+    return write_or_check(args.output, text, args.check)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

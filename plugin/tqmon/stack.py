@@ -1,0 +1,215 @@
+"""The demo topology with the monitoring around it, on loopback: a Redis Cluster, a producer and
+a simulated worker fleet on the priority streams, tqmon writing a textfile read by a real
+node_exporter, tqmon --listen, and a real Prometheus scraping both with the alert rules loaded.
+
+`make demo-stack` runs it until Ctrl-C (open the Prometheus UI it prints); the end-to-end tests
+drive it. Everything it starts is stopped on exit.
+
+    python -m tqmon.stack --rules build/alerts/tqmon-rules.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import devcluster, simulate
+from .streams import TaskStreams
+
+TTL = 3  # heartbeat TTL of the simulated fleet and the tqmon runs: deaths show within seconds
+SCRAPE_SECONDS = 1
+
+
+def _binary(*names: str) -> str:
+    for name in names:
+        if path := shutil.which(name):
+            return path
+    raise devcluster.DevClusterError(f"{names[0]} not found: run .ci/system-deps")
+
+
+def _tqmon_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("TQMON_")}
+
+
+@dataclass
+class Stack:
+    rules: Path
+    workers: int = 4
+    tasks_per_second: float = 20
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tqmon-stack-")))
+    cluster: devcluster.Cluster | None = None
+    fleet: list[subprocess.Popen[str]] = field(default_factory=list)
+    services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    prometheus_url: str = ""
+    listen_port: int = 0
+    node_exporter_port: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Stack:
+        self.cluster = devcluster.start_cluster(node_timeout_ms=1000,
+                                                args=["--maxmemory", "256mb"])
+        url = self.cluster.urls[0]
+        threading.Thread(target=self._produce, args=(url,), daemon=True).start()
+        for i in range(self.workers):
+            # worker-1 is slow and takes 8 entries at a time: killed, it leaves orphans
+            pace = ["--prefetch", "8", "--task-seconds", "3"] if i == 0 else [
+                "--prefetch", "2", "--task-seconds", "0.2"]
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tqmon.simulate", "--redis-url", url, "--cluster",
+                 "--name", f"worker-{i + 1}", "--ttl", str(TTL), "--interval", "0.5",
+                 "--fail-every", str(4 + i), "--consume", *pace],
+                stdout=subprocess.PIPE, text=True)
+            assert proc.stdout is not None
+            proc.stdout.readline()  # "ready <id>"
+            self.fleet.append(proc)
+        common = ["--redis-url", url, "--cluster-name", "stack", "--heartbeat-ttl", str(TTL),
+                  "--timeout", "2"]
+        textdir = self.workdir / "textfile"
+        textdir.mkdir()
+        self._spawn("tqmon-textfile", [sys.executable, "-m", "tqmon", *common, "--textfile",
+                                       str(textdir / "tqmon.prom"), "--interval", "1"])
+        self.listen_port = devcluster.free_port()
+        self._spawn("tqmon-listen", [sys.executable, "-m", "tqmon", *common, "--listen",
+                                     f"127.0.0.1:{self.listen_port}"])
+        self.node_exporter_port = devcluster.free_port()
+        self._spawn("node-exporter", [
+            _binary("prometheus-node-exporter", "node_exporter"),
+            f"--web.listen-address=127.0.0.1:{self.node_exporter_port}",
+            "--collector.disable-defaults", "--collector.textfile",
+            f"--collector.textfile.directory={textdir}"])
+        self._start_prometheus()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for proc in [*self.services.values(), *self.fleet]:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.terminate()
+        for proc in [*self.services.values(), *self.fleet]:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if self.cluster is not None:
+            self.cluster.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the process
+        self.services[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                               env=_tqmon_env())
+
+    def _produce(self, url: str) -> None:
+        queues = TaskStreams(simulate.make_client(url, cluster=True))
+        queues.ensure_groups()
+        n = 0
+        while not self._stop.wait(1 / self.tasks_per_second):
+            n += 1
+            priority = ("high", "medium", "medium", "low", "low", "low")[n % 6]
+            with contextlib.suppress(Exception):  # a node failover in a test: keep producing
+                queues.enqueue(priority, {
+                    "type": simulate.TASK_TYPES[n % len(simulate.TASK_TYPES)],
+                    "payload": f"task-{n}"})
+
+    def _start_prometheus(self) -> None:
+        port = devcluster.free_port()
+        interval = f"{SCRAPE_SECONDS}s"
+        config = {
+            "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "rule_files": [str(self.rules.resolve())],
+            "scrape_configs": [
+                {"job_name": "tqmon", "scrape_timeout": interval,
+                 "static_configs": [{"targets": [f"127.0.0.1:{self.listen_port}"]}]},
+                {"job_name": "node", "scrape_timeout": interval,
+                 "static_configs": [{"targets": [f"127.0.0.1:{self.node_exporter_port}"]}]},
+            ],
+        }
+        path = self.workdir / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        self._spawn("prometheus", [
+            _binary("prometheus"), f"--config.file={path}",
+            f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}"])
+        self.prometheus_url = f"http://127.0.0.1:{port}"
+        devcluster.wait_for(self._ready, 30, "Prometheus ready", 0.2)
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.prometheus_url + "/-/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    # --- Prometheus HTTP API -----------------------------------------------------------------
+    def api(self, path: str, **params: str) -> Any:
+        query = urllib.parse.urlencode(params)
+        with urllib.request.urlopen(f"{self.prometheus_url}/api/v1/{path}?{query}",
+                                    timeout=10) as response:
+            body = json.loads(response.read())
+        if body.get("status") != "success":
+            raise RuntimeError(f"{path} {params}: {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        return self.api("query", query=expr)["result"]
+
+    def alert_states(self, name: str) -> set[str]:
+        return {a["state"] for a in self.api("alerts")["alerts"]
+                if a["labels"].get("alertname") == name}
+
+
+@contextlib.contextmanager
+def running(rules: Path, **kwargs: Any) -> Iterator[Stack]:
+    stack = Stack(rules, **kwargs)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tqmon.stack", description=__doc__)
+    parser.add_argument("--rules", type=Path, required=True, help="alert rules file to load")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    print("Starting the cluster, the fleet, tqmon, node_exporter and Prometheus ...", flush=True)
+    with running(args.rules) as stack:
+        assert stack.cluster is not None
+        print(f"""
+Prometheus:     {stack.prometheus_url}/alerts   (and /graph)
+tqmon --listen: http://127.0.0.1:{stack.listen_port}/metrics
+node_exporter:  http://127.0.0.1:{stack.node_exporter_port}/metrics  (tqmon's textfile)
+Redis Cluster:  {' '.join(s.address for s in stack.cluster.servers)}
+Simulated workers (pids): {' '.join(str(p.pid) for p in stack.fleet)}
+
+Try: kill -9 {stack.fleet[0].pid}   (WorkerDown, then OrphanedTasks)
+     kill -9 {stack.cluster.replicas()[0].process.pid}   (RedisNodeDown)
+Ctrl-C stops everything.""", flush=True)
+        while not stop.wait(1):
+            pass
+    print("Stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

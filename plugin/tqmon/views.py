@@ -1,0 +1,403 @@
+"""Dashboard and alert definitions: the generators' part of catalog.yaml.
+
+The top-level sections `settings`, `dashboard`, `alerts` and `unused` of catalog.yaml, which the
+plugin never reads. parse_views() validates them against the metrics, applies a user's overrides
+and renders every template, so dashboards/generate.py and alerts/generate.py only lay out what
+it returns: a new panel or alert is a catalog edit, never a generator edit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .catalog import SOURCE, Catalog, CatalogError, MetricSpec, parse, read_yaml
+
+PANEL_TYPES = ("stat", "timeseries", "state-timeline", "heatmap")
+PANEL_UNITS = ("short", "none", "bytes", "s", "ops", "cps", "percentunit")
+GRAFANA_UNITS = {"": "short", "bytes": "bytes", "seconds": "s"}  # catalog unit -> Grafana unit
+PANEL_SIZES = {"stat": (3, 4)}  # default (width, height) in grid units; others (8, 8)
+SEVERITIES = ("critical", "warning", "info")
+SCRAPE_LABELS = frozenset({"job", "instance"})  # Prometheus adds them: any selector may use them
+# The dashboard's variables, as `sel` (every series) and `node_sel` (series with cluster_name)
+# render there; in the alert rules both are the user's selector.
+DASHBOARD_SELECTORS = {
+    "sel": 'job=~"$job", instance=~"$instance"',
+    "node_sel": 'job=~"$job", instance=~"$instance", cluster_name=~"$cluster_name"',
+}
+_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
+_ALERT_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+_ANCHOR = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_OVERRIDE_KEYS = {"selector", "runbook_url", "params", "all_alerts", "alerts"}
+_ALERT_OVERRIDE_KEYS = {"for", "severity", "enabled"}
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    title: str
+    type: str
+    unit: str  # Grafana unit: the panel's own, else its first metric's catalog unit
+    targets: tuple[tuple[str, str], ...]  # (PromQL, legend)
+    width: int
+    height: int
+    description: str = ""
+    thresholds: tuple[tuple[float, str], ...] = ()  # (from value, colour), ascending
+    states: tuple[tuple[str, str, str], ...] = ()  # (value, text, colour) for state panels
+    metrics: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    name: str
+    expr: str
+    for_: str
+    severity: str
+    summary: str
+    description: str
+    runbook_url: str
+    metrics: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Views:
+    """The dashboard and alert definitions, overrides applied and every template rendered."""
+
+    uid: str
+    title: str
+    tags: tuple[str, ...]
+    selector: str
+    runbook_url: str
+    rows: tuple[tuple[str, tuple[PanelSpec, ...]], ...]
+    alerts: tuple[AlertSpec, ...]
+    unused: dict[str, str]
+
+    @property
+    def metrics(self) -> set[str]:
+        """Catalog metrics some panel or alert reads."""
+        used = {m for _, panels in self.rows for p in panels for m in p.metrics}
+        return used | {m for a in self.alerts for m in a.metrics}
+
+
+# PromQL is read with a small tokenizer, enough to find the metrics and labels an expression
+# names (promtool, in the tests, is what proves it parses).
+_PROMQL_TOKEN = re.compile(r"""
+    (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)
+  | (?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?[a-zA-Z]*)
+  | (?P<var>\$\{?\w+\}?)
+  | (?P<name>[a-zA-Z_][a-zA-Z0-9_:]*)
+  | (?P<op>=~|!~|!=|==|<=|>=|[-+*/%^<>=(){}\[\],@:])
+  | (?P<space>\s+|\#[^\n]*)
+""", re.X)
+_LABEL_LISTS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+_NOT_METRICS = _LABEL_LISTS | {
+    "bool", "and", "or", "unless", "offset", "inf", "nan", "sum", "min", "max", "avg", "group",
+    "stddev", "stdvar", "count", "count_values", "bottomk", "topk", "quantile",
+}
+_MATCH_OPS = {"=", "!=", "=~", "!~"}
+
+
+@dataclass(frozen=True)
+class PromQLRefs:
+    selectors: tuple[tuple[str, frozenset[str]], ...]  # (metric or "", labels it matches on)
+    grouping: frozenset[str]  # labels in by/without/on/ignoring/group_left/group_right
+
+
+def promql_refs(expr: str) -> PromQLRefs:
+    """The metric names and label names a PromQL expression uses."""
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(expr):
+        match = _PROMQL_TOKEN.match(expr, pos)
+        if not match:
+            raise CatalogError(f"cannot read PromQL at {expr[pos:pos + 20]!r}")
+        if match.lastgroup != "space":
+            tokens.append((match.lastgroup or "", match.group()))
+        pos = match.end()
+    texts = [text for _, text in tokens] + [""]
+
+    def until(close: str, start: int) -> tuple[set[str], int, list[int]]:
+        """Names between start and the matching close, and where each one stands."""
+        names, at, i = set(), [], start
+        while i < len(tokens) and texts[i] != close:
+            if tokens[i][0] == "name":
+                names.add(texts[i])
+                at.append(i)
+            i += 1
+        return names, i, at
+
+    selectors: list[tuple[str, frozenset[str]]] = []
+    grouping: set[str] = set()
+    i = 0
+    while i < len(tokens):
+        kind, text = tokens[i]
+        if kind == "name" and text.lower() in _LABEL_LISTS and texts[i + 1] == "(":
+            names, i, _ = until(")", i + 2)
+            grouping |= names
+        elif text == "[":
+            _, i, _ = until("]", i + 1)
+        elif (kind == "name" and text.lower() not in _NOT_METRICS and texts[i + 1] != "(") or \
+                text == "{":
+            name = text if kind == "name" else ""
+            labels: set[str] = set()
+            if texts[i + 1 if name else i] == "{":
+                _, end, at = until("}", i + (2 if name else 1))
+                labels = {texts[j] for j in at}
+                if any(texts[j + 1] not in _MATCH_OPS for j in at):
+                    raise CatalogError(f"not label matchers: {' '.join(texts[i:end + 1])}")
+                i = end
+            selectors.append((name, frozenset(labels)))
+        i += 1
+    return PromQLRefs(tuple(selectors), frozenset(grouping))
+
+
+def _resolve(name: str, cat: Catalog) -> tuple[MetricSpec, set[str]] | None:
+    """The catalog entry behind a series name (histograms' _bucket/_sum/_count included)."""
+    if name in cat:
+        return cat[name], set()
+    for suffix in ("_bucket", "_sum", "_count"):
+        base = name.removesuffix(suffix)
+        if base != name and base in cat and cat[base].type == "histogram":
+            return cat[base], ({"le"} if suffix == "_bucket" else set())
+    return None
+
+
+def check_expr(expr: str, cat: Catalog,
+               free_labels: frozenset[str] = frozenset()) -> frozenset[str]:
+    """The catalog metrics a PromQL expression reads; CatalogError if it names anything else.
+
+    A label is allowed on a metric when the catalog gives it that label, or Prometheus adds it
+    (job, instance), or the user's selector names it (free_labels: target labels of their own).
+    """
+    refs = promql_refs(expr)
+    if not refs.selectors:
+        raise CatalogError("reads no metric")
+    used: set[str] = set()
+    known = set(SCRAPE_LABELS | free_labels)
+    for name, labels in refs.selectors:
+        found = _resolve(name, cat) if name else None
+        if found is None:
+            raise CatalogError(f"{name or 'a selector without a name'} is not in the catalog")
+        spec, extra = found
+        allowed = set(spec.labels) | extra | SCRAPE_LABELS | free_labels
+        if bad := labels - allowed:
+            raise CatalogError(f"{name} has no label {', '.join(sorted(bad))}")
+        used.add(spec.name)
+        known |= allowed
+    if bad := refs.grouping - known:
+        raise CatalogError(f"groups on {', '.join(sorted(bad))}, a label none of its metrics has")
+    return frozenset(used)
+
+
+@cache
+def _template_env() -> Any:
+    """Jinja2 with << >> delimiters: PromQL, Grafana legends and Prometheus's own alert
+    templates ({{ $value }}) all use braces, and must come through untouched."""
+    import jinja2
+
+    env = jinja2.Environment(
+        variable_start_string="<<", variable_end_string=">>", block_start_string="<%",
+        block_end_string="%>", comment_start_string="<#", comment_end_string="#>",
+        undefined=jinja2.StrictUndefined, autoescape=False,
+    )
+    env.filters["percent"] = lambda value: f"{value * 100:g}%"
+    return env
+
+
+def _render(text: str, context: dict[str, Any], where: str) -> str:
+    import jinja2
+
+    try:
+        return _template_env().from_string(text).render(context).strip()
+    except jinja2.TemplateError as exc:
+        raise CatalogError(f"{where}: {exc}") from None
+
+
+def _need(ok: bool, where: str, why: str) -> None:
+    if not ok:
+        raise CatalogError(f"{where}: {why}")
+
+
+def _mapping(value: Any, where: str, keys: set[str] | None = None,
+             required: frozenset[str] | set[str] = frozenset()) -> dict[Any, Any]:
+    """value as a mapping with only `keys` (any keys when None) and all of `required`."""
+    _need(isinstance(value, dict), where, "must be a mapping")
+    if keys is not None:
+        _need(not (set(value) - keys), where, f"unknown keys {sorted(set(value) - keys)}")
+    _need(not (required - set(value)), where, f"missing keys {sorted(required - set(value))}")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    _need(isinstance(value, str) and bool(value.strip()), where, "must be a non-empty string")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _settings(raw: Any, overrides: Any) -> tuple[str, str, dict[str, Any], dict[str, dict]]:
+    """Selector, runbook base URL, params and per-alert overrides, the user's file applied."""
+    settings = _mapping(raw, "settings", {"selector", "runbook_url", "params"},
+                        {"selector", "runbook_url", "params"})
+    params = dict(_mapping(settings["params"], "settings.params"))
+    for name, value in params.items():
+        _need(_is_number(value) or (isinstance(value, str) and bool(_DURATION.match(value))),
+              f"settings.params.{name}", "must be a number or a duration such as 5m")
+    over = _mapping({} if overrides is None else overrides, "overrides", _OVERRIDE_KEYS)
+    for name, value in (over.get("params") or {}).items():
+        where = f"overrides: params.{name}"
+        _need(name in params, where, f"no such param; known: {', '.join(sorted(params))}")
+        same = _is_number(value) if _is_number(params[name]) else \
+            isinstance(value, str) and bool(_DURATION.match(value))
+        _need(same, where, f"must be like the default {params[name]!r}")
+        params[name] = value
+    selector = _text(over.get("selector", settings["selector"]), "selector")
+    runbook_url = _text(over.get("runbook_url", settings["runbook_url"]), "runbook_url")
+    per_alert = {name: dict(_mapping(value, f"overrides: alerts.{name}", _ALERT_OVERRIDE_KEYS))
+                 for name, value in (over.get("alerts") or {}).items()}
+    everyone = _mapping(over.get("all_alerts") or {}, "overrides: all_alerts", _ALERT_OVERRIDE_KEYS)
+    per_alert["*"] = dict(everyone)
+    return selector, runbook_url, params, per_alert
+
+
+def _panel(raw: Any, where: str, context: dict[str, Any], cat: Catalog,
+           value_maps: dict[str, Any], free: frozenset[str]) -> PanelSpec:
+    keys = {"title", "type", "targets", "unit", "width", "height", "description", "thresholds",
+            "states"}
+    raw = _mapping(raw, where, keys, {"title", "type", "targets"})
+    where = f"{where} ({raw['title']})"
+    _need(raw["type"] in PANEL_TYPES, where, f"type must be one of {PANEL_TYPES}")
+    _need(isinstance(raw["targets"], list) and bool(raw["targets"]), where, "targets: a list")
+    targets, metrics = [], set()
+    for n, target in enumerate(raw["targets"]):
+        target = _mapping(target, f"{where} target {n}", {"expr", "legend"}, {"expr"})
+        expr = _render(_text(target["expr"], f"{where} expr"), context, where)
+        try:
+            metrics |= check_expr(expr, cat, free)
+        except CatalogError as exc:
+            raise CatalogError(f"{where}: {exc}") from None
+        targets.append((expr, str(target.get("legend", ""))))
+    first = _resolve(promql_refs(targets[0][0]).selectors[0][0], cat)
+    unit = raw.get("unit", GRAFANA_UNITS[first[0].unit] if first else "short")
+    _need(unit in PANEL_UNITS, where, f"unit must be one of {PANEL_UNITS}")
+    width, height = PANEL_SIZES.get(raw["type"], (8, 8))
+    width, height = raw.get("width", width), raw.get("height", height)
+    _need(isinstance(width, int) and 1 <= width <= 24, where, "width: 1 to 24 grid columns")
+    _need(isinstance(height, int) and height >= 1, where, "height: a positive integer")
+    thresholds = []
+    for colour, value in _mapping(raw.get("thresholds", {}), f"{where} thresholds").items():
+        rendered = _render(str(value), context, where)
+        try:
+            thresholds.append((float(rendered), str(colour)))
+        except ValueError:
+            raise CatalogError(f"{where}: threshold {colour} is not a number: {rendered}") from None
+    states = ()
+    if "states" in raw:
+        _need(raw["states"] in value_maps, where, f"states: one of {sorted(value_maps)}")
+        states = value_maps[raw["states"]]
+    return PanelSpec(
+        title=_text(raw["title"], where), type=raw["type"], unit=unit, targets=tuple(targets),
+        width=width, height=height,
+        description=_render(str(raw.get("description", "")), context, where),
+        thresholds=tuple(sorted(thresholds)), states=states, metrics=frozenset(metrics),
+    )
+
+
+def _alert(raw: Any, where: str, context: dict[str, Any], cat: Catalog, runbook_url: str,
+           override: dict[str, Any], free: frozenset[str]) -> AlertSpec | None:
+    keys = {"name", "expr", "for", "severity", "summary", "description", "runbook"}
+    raw = {**_mapping(raw, where, keys, keys), **override}
+    name = raw["name"]
+    where = f"alert {name}"
+    _need(isinstance(name, str) and bool(_ALERT_NAME.match(name)), where, "name: CamelCase")
+    _need(raw["severity"] in SEVERITIES, where, f"severity must be one of {SEVERITIES}")
+    _need(isinstance(raw["for"], str) and bool(_DURATION.match(raw["for"])), where,
+          "for: a duration such as 5m")
+    _need(isinstance(raw["runbook"], str) and bool(_ANCHOR.match(raw["runbook"])), where,
+          "runbook: the anchor of its section in docs/runbook.md")
+    _need(isinstance(raw.get("enabled", True), bool), where, "enabled: true or false")
+    expr = _render(_text(raw["expr"], where), context, where)
+    try:
+        metrics = check_expr(expr, cat, free)
+    except CatalogError as exc:
+        raise CatalogError(f"{where}: {exc}") from None
+    if not raw.get("enabled", True):
+        return None
+    return AlertSpec(
+        name=name, expr=expr, for_=raw["for"], severity=raw["severity"],
+        summary=" ".join(_render(_text(raw["summary"], where), context, where).split()),
+        description=" ".join(_render(_text(raw["description"], where), context, where).split()),
+        runbook_url=f"{runbook_url}#{raw['runbook']}", metrics=metrics,
+    )
+
+
+def parse_views(document: Any, overrides: Any = None) -> Views:
+    """Validate the catalog's dashboard and alert sections, apply overrides, render them.
+
+    `overrides` is the user's overrides document (alerts/overrides.example.yaml shows every key).
+    """
+    cat = parse(document)
+    for section in ("settings", "dashboard", "alerts"):
+        _need(section in document, "catalog", f"the {section} section is missing")
+    selector, runbook_url, params, per_alert = _settings(document["settings"], overrides)
+    try:
+        matchers = promql_refs("{" + selector + "}").selectors
+    except CatalogError:
+        matchers = ()
+    _need(len(matchers) == 1 and not matchers[0][0], "selector",
+          'label matchers only, such as job="tqmon"')
+    free = matchers[0][1]
+    dash = _mapping(document["dashboard"], "dashboard",
+                    {"uid", "title", "tags", "value_maps", "rows"}, {"uid", "title", "rows"})
+    value_maps = {}
+    for map_name, entries in _mapping(dash.get("value_maps", {}), "dashboard.value_maps").items():
+        _need(isinstance(entries, list) and all(isinstance(e, list) and len(e) == 3
+                                                for e in entries),
+              f"dashboard.value_maps.{map_name}", "a list of [value, text, colour]")
+        value_maps[map_name] = tuple((str(v), str(t), str(c)) for v, t, c in entries)
+    context = {**DASHBOARD_SELECTORS, "p": params}
+    rows = []
+    _need(isinstance(dash["rows"], list) and bool(dash["rows"]), "dashboard.rows", "a list")
+    for r, row in enumerate(dash["rows"]):
+        row = _mapping(row, f"dashboard row {r}", {"title", "panels"}, {"title", "panels"})
+        _need(isinstance(row["panels"], list) and bool(row["panels"]), f"row {row['title']}",
+              "panels: a non-empty list")
+        rows.append((_text(row["title"], f"dashboard row {r}"), tuple(
+            _panel(p, f"row {row['title']} panel {n}", context, cat, value_maps, free)
+            for n, p in enumerate(row["panels"]))))
+    alert_context = {"sel": selector, "node_sel": selector, "p": params}
+    _need(isinstance(document["alerts"], list), "alerts", "must be a list")
+    names = [a.get("name") for a in document["alerts"] if isinstance(a, dict)]
+    _need(len(names) == len(set(names)), "alerts", "an alert name is listed twice")
+    for name in sorted(set(per_alert) - set(names) - {"*"}):
+        raise CatalogError(f"overrides: alerts.{name}: no such alert")
+    alerts = [_alert(a, f"alert {n}", alert_context, cat, runbook_url,
+                     {**per_alert["*"], **per_alert.get(a.get("name"), {})}, free)
+              for n, a in enumerate(document["alerts"])]
+    unused = dict(_mapping(document.get("unused") or {}, "unused"))
+    for name, reason in unused.items():
+        _need(name in cat, f"unused.{name}", "not a catalog metric")
+        _text(reason, f"unused.{name}")
+    return Views(
+        uid=_text(dash["uid"], "dashboard.uid"), title=_text(dash["title"], "dashboard.title"),
+        tags=tuple(str(t) for t in dash.get("tags", [])), selector=selector,
+        runbook_url=runbook_url, rows=tuple(rows), alerts=tuple(a for a in alerts if a),
+        unused=unused,
+    )
+
+
+def load_views(path: Path = SOURCE, overrides_path: Path | None = None) -> Views:
+    """parse_views() for a catalog file and an optional overrides YAML file."""
+    overrides = None
+    if overrides_path is not None:
+        import yaml
+
+        try:
+            overrides = yaml.safe_load(Path(overrides_path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise CatalogError(f"overrides file {overrides_path}: {exc}") from None
+    return parse_views(read_yaml(path), overrides)
