@@ -10,9 +10,7 @@ keys, ids and positions in catalog order): CI regenerates it and fails on any di
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -151,34 +149,8 @@ def render(views: views.Views) -> str:
     return json.dumps(data, sort_keys=True, indent=2, cls=DashboardEncoder) + "\n"
 
 
-def write_or_check(path: Path, text: str, check: bool) -> int:
-    """Write path when it differs (or only compare, with check): 0 ok, 1 stale."""
-    current = path.read_text(encoding="utf-8") if path.exists() else None
-    if check:
-        if current != text:
-            print(f"{path} is stale: run `make dashboards`", file=sys.stderr)
-            return 1
-    elif current != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dashboards/generate.py", description=__doc__.split(
-        "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--catalog", type=Path, default=catalog.SOURCE)
-    parser.add_argument("--overrides", type=Path, help="YAML of settings to override "
-                        "(alerts/overrides.example.yaml)")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    parser.add_argument("--check", action="store_true", help="exit 1 if --output is stale")
-    args = parser.parse_args(argv)
-    try:
-        text = render(views.load_views(args.catalog, args.overrides))
-    except catalog.CatalogError as exc:
-        print(f"dashboards/generate.py: {exc}", file=sys.stderr)
-        return 2
-    return write_or_check(args.output, text, args.check)
+    return views.generator_main("dashboards/generate.py", render, OUTPUT, argv)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from helpers import Worker
 from tqmon import devcluster
 
 
@@ -52,20 +53,24 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[devcluster.Cluster]:
     started.stop()
 
 
-@pytest.fixture(scope="session")
-def replicated() -> Iterator[list[devcluster.RedisServer]]:
+def _replicated() -> Iterator[list[devcluster.RedisServer]]:
     servers = devcluster.start_replicated()
     yield servers
     for server in servers:
         server.stop()
+
+
+replicated = pytest.fixture(scope="session", name="replicated")(_replicated)
+fresh_replicated = pytest.fixture(name="fresh_replicated")(_replicated)
 
 
 @pytest.fixture
-def fresh_replicated() -> Iterator[list[devcluster.RedisServer]]:
-    servers = devcluster.start_replicated()
-    yield servers
-    for server in servers:
-        server.stop()
+def workers() -> Iterator[list[Worker]]:
+    """Real worker processes a test starts; killed at the end whatever happened."""
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.stop()
 
 
 @pytest.fixture

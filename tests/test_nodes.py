@@ -14,13 +14,17 @@ from tqmon import devcluster
 def test_standalone_metrics_match_info(standalone):
     client = standalone.client()
     client.config_set("maxmemory", 64 * 1024 * 1024)
+    before = client.info("memory")["used_memory"]
     result = run_tqmon("--redis-url", standalone.url, "--cluster-name", "prod")
     assert result.returncode == 0, result.stderr
     labels = {"node_id": standalone.address, "role": "master", "cluster_name": "prod"}
     assert result.value("redis_cluster_node_up", **labels) == 1
     assert result.value("redis_cluster_maxmemory_bytes", **labels) == 64 * 1024 * 1024
     info = client.info()
-    assert abs(result.value("redis_cluster_memory_bytes", **labels) - info["used_memory"]) < 2e5
+    # used_memory moves with every connection's buffers: it lies around what INFO said
+    # just before and just after the run
+    low, high = sorted((before, info["used_memory"]))
+    assert 0.75 * low <= result.value("redis_cluster_memory_bytes", **labels) <= 1.25 * high
     assert result.value("redis_cluster_connected_clients", **labels) >= 1
     assert result.value("redis_cluster_evicted_keys_total", **labels) == 0
     info_labels = result.series("redis_cluster_node_info")

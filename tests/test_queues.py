@@ -8,7 +8,6 @@ import signal
 import subprocess
 import time
 
-import pytest
 from helpers import TQMON, Worker, check_exposition, run_tqmon
 from redis.crc import key_slot
 from tqmon import devcluster
@@ -99,14 +98,6 @@ def test_wrong_type_missing_group_missing_stream(standalone):
     assert result.value("task_queue_depth", priority="medium") == 1
     assert result.value("task_queue_depth", priority="low") == 0
     assert "is not a stream" in result.stderr and "no consumer group workers" in result.stderr
-
-
-@pytest.fixture
-def workers():
-    started: list[Worker] = []
-    yield started
-    for worker in started:
-        worker.stop()
 
 
 def test_killed_consumer_orphans_then_requeue_by_four_collectors_exactly_once(

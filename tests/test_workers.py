@@ -7,7 +7,6 @@ import signal
 import subprocess
 import time
 
-import pytest
 from helpers import TQMON, Worker, check_exposition, run_tqmon
 from tqmon import contract, devcluster
 from tqmon.heartbeat import Heartbeat
@@ -17,14 +16,6 @@ TTL = "2"
 
 def tqmon(url: str, *args: str, **kwargs):
     return run_tqmon("--redis-url", url, "--heartbeat-ttl", TTL, *args, **kwargs)
-
-
-@pytest.fixture
-def workers():
-    started: list[Worker] = []
-    yield started
-    for worker in started:
-        worker.stop()
 
 
 def test_alive_workers_counts_uptime_status_and_latency(standalone, workers):

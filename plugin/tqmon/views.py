@@ -8,7 +8,10 @@ it returns: a new panel or alert is a catalog edit, never a generator edit.
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -401,3 +404,30 @@ def load_views(path: Path = SOURCE, overrides_path: Path | None = None) -> Views
         except (OSError, yaml.YAMLError) as exc:
             raise CatalogError(f"overrides file {overrides_path}: {exc}") from None
     return parse_views(read_yaml(path), overrides)
+
+
+def generator_main(prog: str, render: Callable[[Views], str], default_output: Path,
+                   argv: list[str] | None = None) -> int:
+    """The command line both generators share: render from the catalog (and overrides) into
+    --output, or with --check only compare. Exit 0 ok, 1 stale, 2 catalog or overrides error."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--catalog", type=Path, default=SOURCE)
+    parser.add_argument("--overrides", type=Path, help="YAML of settings to override "
+                        "(alerts/overrides.example.yaml)")
+    parser.add_argument("--output", type=Path, default=default_output)
+    parser.add_argument("--check", action="store_true", help="exit 1 if --output is stale")
+    args = parser.parse_args(argv)
+    try:
+        text = render(load_views(args.catalog, args.overrides))
+    except CatalogError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    current = args.output.read_text(encoding="utf-8") if args.output.exists() else None
+    if args.check:
+        if current != text:
+            print(f"{args.output} is stale: run `make dashboards`", file=sys.stderr)
+            return 1
+    elif current != text:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+    return 0

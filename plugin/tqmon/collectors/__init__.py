@@ -32,7 +32,7 @@ class Samples:
 
     def add(self, metric: str, labels: Mapping[str, str], value: float | Histogram) -> None:
         names = catalog.default()[metric].labels
-        if labels.keys() != set(names):
+        if set(labels) != set(names):
             raise ValueError(f"{metric}: labels {sorted(labels)} differ from {sorted(names)}")
         self.rows[metric].append((tuple(labels[name] for name in names), value))
 
