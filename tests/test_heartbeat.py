@@ -92,3 +92,22 @@ def test_interval_must_be_shorter_than_ttl(standalone):
         Heartbeat(standalone.client(), name="x", ttl=5, interval=5)
     with pytest.raises(ValueError, match="prefix"):
         Heartbeat(standalone.client(), name="x", prefix="a{b}")
+
+
+def test_cluster_client_errors_never_reach_the_worker(caplog):
+    """A RedisCluster client raises RedisClusterException, not a RedisError, when no node
+    answers: the helper must swallow that too."""
+    cluster = devcluster.start_cluster()
+    try:
+        client = redis.RedisCluster(host="127.0.0.1", port=cluster.servers[0].port,
+                                    socket_timeout=1, socket_connect_timeout=1)
+        hb = Heartbeat(client, name="clustered", ttl=3, interval=0.2).start()
+        hb.task_finished(0.1)
+    finally:
+        cluster.stop()
+    with caplog.at_level(logging.WARNING, logger="tqmon.heartbeat"):
+        hb.task_started()
+        hb.task_finished(0.2, ok=False)
+        time.sleep(0.6)
+        hb.stop()
+    assert any("tqmon heartbeat" in r.getMessage() for r in caplog.records)

@@ -123,7 +123,7 @@ def _start_fleet(url: str) -> list[subprocess.Popen[str]]:
             [sys.executable, "-m", "tqmon.simulate", "--redis-url", url, "--cluster",
              "--name", f"worker-{i + 1}", "--ttl", str(TTL), "--interval", str(INTERVAL),
              "--fail-every", str(5 + i), "--consume", *pace],
-            stdout=subprocess.PIPE, text=True))
+            stdout=subprocess.PIPE, text=True, start_new_session=True))
     for proc in fleet:
         proc.stdout.readline()  # "ready <id>"
     return fleet

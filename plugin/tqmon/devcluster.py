@@ -81,8 +81,11 @@ class RedisServer:
             "--repl-diskless-sync-delay", "0",  # replicas sync at once, not after 5 s
             *self.args,
         ]
+        # a session of its own: Ctrl-C in the terminal reaches the demo or the tests, which
+        # stop the servers after the workers using them, never the servers first
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)
         _live.add(self)
         return self
 

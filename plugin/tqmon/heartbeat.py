@@ -30,6 +30,9 @@ from . import catalog, contract
 
 log = logging.getLogger(__name__)
 LATENCY_METRIC = "task_processing_latency_seconds"
+# What a call to Redis may raise when Redis is unreachable or refuses: a RedisCluster client
+# raises RedisClusterException (not a RedisError) when no node answers.
+REDIS_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 
 
 class _Base:
@@ -86,7 +89,7 @@ class Heartbeat(_Base):
     def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
         try:
             return self._scripts[script](keys=keys, args=args)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("tqmon heartbeat %s (%s): %s", script, self.worker_id, exc)
             return None
 
@@ -140,7 +143,7 @@ class AsyncHeartbeat(_Base):
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
         try:
             return await self._scripts[script](keys=keys, args=args)
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             log.warning("tqmon heartbeat %s (%s): %s", script, self.worker_id, exc)
             return None
 

@@ -21,7 +21,7 @@ from typing import Any
 import redis
 
 from . import contract
-from .heartbeat import Heartbeat
+from .heartbeat import REDIS_ERRORS, Heartbeat
 from .streams import TaskStreams
 
 TASK_TYPES = ("send_email", "resize_image", "backtest", "report")
@@ -86,10 +86,18 @@ def main(argv: list[str] | None = None) -> int:
 def _consume(args: argparse.Namespace, hb: Heartbeat, stop: threading.Event,
              rng: random.Random) -> None:
     queues = TaskStreams(hb.client, prefix=args.prefix)
-    queues.ensure_groups()
     done = 0
+    ready = False
     while not stop.is_set():
-        batch = queues.next(hb.worker_id, count=args.prefetch)
+        try:  # a worker outlives a Redis outage: it waits and tries again
+            if not ready:
+                queues.ensure_groups()
+                ready = True
+            batch = queues.next(hb.worker_id, count=args.prefetch)
+        except REDIS_ERRORS as exc:
+            print(f"redis unavailable, retrying: {type(exc).__name__}", file=sys.stderr)
+            stop.wait(1)
+            continue
         if not batch:
             stop.wait(0.05)
             continue
@@ -100,7 +108,10 @@ def _consume(args: argparse.Namespace, hb: Heartbeat, stop: threading.Event,
             done += 1
             ok = not (args.fail_every and done % args.fail_every == 0)
             record = (args.record, fields.get("payload", "")) if args.record else None
-            queues.ack(priority, entry_id, record=record)
+            try:
+                queues.ack(priority, entry_id, record=record)
+            except REDIS_ERRORS:  # unacked: it stays pending, as after a crash
+                continue
             hb.task_finished(duration, ok=ok, task_type=fields.get("type", "default"),
                              priority=priority)
 

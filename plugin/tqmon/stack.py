@@ -75,7 +75,7 @@ class Stack:
                 [sys.executable, "-m", "tqmon.simulate", "--redis-url", url, "--cluster",
                  "--name", f"worker-{i + 1}", "--ttl", str(TTL), "--interval", "0.5",
                  "--fail-every", str(4 + i), "--consume", *pace],
-                stdout=subprocess.PIPE, text=True)
+                stdout=subprocess.PIPE, text=True, start_new_session=True)
             assert proc.stdout is not None
             proc.stdout.readline()  # "ready <id>"
             self.fleet.append(proc)
@@ -98,16 +98,18 @@ class Stack:
         return self
 
     def stop(self) -> None:
+        """The fleet first (SIGTERM: each deregisters), then the services, then Redis."""
         self._stop.set()
-        for proc in [*self.services.values(), *self.fleet]:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.terminate()
-        for proc in [*self.services.values(), *self.fleet]:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for group in (self.fleet, list(self.services.values())):
+            for proc in group:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGCONT)
+                    proc.terminate()
+            for proc in group:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
         if self.cluster is not None:
             self.cluster.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -115,7 +117,7 @@ class Stack:
     def _spawn(self, name: str, command: list[str]) -> None:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the process
         self.services[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                               env=_tqmon_env())
+                                               env=_tqmon_env(), start_new_session=True)
 
     def _produce(self, url: str) -> None:
         queues = TaskStreams(simulate.make_client(url, cluster=True))
