@@ -10,17 +10,23 @@ Prints numbers, never passes or fails.
 3. Queues: 3 streams x 100,000 entries x 10,000 pending (20 consumers a stream, half of them
    dead workers): queue-collection time, the commands one run sends, and the slowest command
    the run caused in SLOWLOG (everything logged during the run).
+4. RQ: --rq-workers (1,000) workers registered by RQ's own Worker.register_birth, 10% of them
+   dead: tqmon --schema rq beside rq-exporter (PyPI, in build/rq-exporter-venv: it needs
+   redis<6), whole process and collection only (tqmon_collection_duration_seconds; for
+   rq-exporter its RQCollector.collect() timed in its own process).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from tqmon import contract, devcluster
@@ -219,6 +225,113 @@ def bench_queues(cluster: devcluster.Cluster, entries: int, pending: int, runs: 
     client.flushall()
 
 
+# --- RQ: tqmon --schema rq against rq-exporter (PyPI) on the same Redis ----------------------
+# rq-exporter pins redis<6 and tqmon needs redis>=8, so it lives in a venv of its own.
+RQ_EXPORTER_VENV = Path(__file__).resolve().parent.parent / "build" / "rq-exporter-venv"
+RQ_EXPORTER_DRIVER = """
+import statistics, sys, time
+from prometheus_client import CollectorRegistry, generate_latest
+from redis import Redis
+from rq_exporter.collector import RQCollector
+collector = RQCollector(Redis.from_url(sys.argv[1]))
+if sys.argv[2] == "once":  # what one scrape of a fresh exporter costs: import, collect, render
+    registry = CollectorRegistry()
+    registry.register(collector)
+    sys.stdout.buffer.write(generate_latest(registry))
+else:  # collection only: rq-exporter's own collect(), the call every scrape makes
+    list(collector.collect())
+    times = []
+    for _ in range(int(sys.argv[3])):
+        started = time.perf_counter()
+        list(collector.collect())
+        times.append(time.perf_counter() - started)
+    print(statistics.median(times))
+"""
+
+
+def rq_exporter_python() -> str:
+    python = RQ_EXPORTER_VENV / "bin" / "python"
+    if not python.exists():
+        print("creating build/rq-exporter-venv (pip install rq-exporter) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(RQ_EXPORTER_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "rq-exporter"], check=True)
+    return str(python)
+
+
+def register_rq_workers(url: str, count: int, dead_share: float = 0.1) -> int:
+    """`count` workers registered by RQ's own code (Worker.register_birth, set_state), 10% of
+    them left as a SIGKILL leaves them: last heartbeat past the TTL, hash still there with
+    the rest of RQ's 60 s grace as its expiry (written directly: RQ never writes that state)."""
+    import redis
+    from rq import Queue, Worker
+
+    client = redis.Redis.from_url(url)
+    queues = [Queue(name, connection=client) for name in ("high", "default", "low")]
+    for i in range(count):
+        worker = Worker(queues[: 1 + i % 3], name=f"bench-{i:05d}", connection=client)
+        worker.register_birth()
+        worker.set_state("idle" if i % 4 else "busy")
+    dead = int(count * dead_share)
+    now = time.time()
+    pipe = client.pipeline(transaction=False)
+    for i in range(dead):
+        key = f"rq:worker:bench-{i:05d}"
+        stale = datetime.datetime.fromtimestamp(now - 450, datetime.timezone.utc)  # TTL 420
+        pipe.hset(key, "last_heartbeat", stale.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        pipe.expire(key, 30)
+    pipe.execute()
+    for queue in queues:
+        for i in range(100):
+            queue.enqueue("builtins.print", i)
+    return dead
+
+
+def bench_rq(count: int, runs: int, floor: float | None) -> None:
+    python = rq_exporter_python()
+    server = devcluster.start_standalone()
+    try:
+        dead = register_rq_workers(server.url, count)
+        tqmon = [sys.executable, "-m", "tqmon", "--schema", "rq", "--redis-url", server.url,
+                 "--collectors", "workers,queues", "--timeout", "30"]
+        exporter = [python, "-c", RQ_EXPORTER_DRIVER, server.url, "once"]
+        if floor is None:
+            run(FLOOR)
+            floor = statistics.median(run(FLOOR)[0] for _ in range(runs))
+        for command in (tqmon, exporter):
+            run(command)  # warm the page cache and .pyc files
+        tq_whole, ex_whole, tq_workers, tq_queues = [], [], [], []
+        for _ in range(runs):  # interleaved, so machine noise hits both alike
+            seconds, out, _ = run(tqmon)
+            tq_whole.append(seconds)
+            tq_workers.append(collection_seconds(out)["workers"])
+            tq_queues.append(collection_seconds(out)["queues"])
+            ex_whole.append(run(exporter)[0])
+        result = subprocess.run([python, "-c", RQ_EXPORTER_DRIVER, server.url, "time",
+                                 str(runs)], capture_output=True, text=True, check=True)
+        ex_collect = float(result.stdout)
+        full = subprocess.run(tqmon, capture_output=True, text=True, env=_env(), check=True)
+        families = {f.name: f for f in text_string_to_metric_families(full.stdout)}
+        reported_dead = sum(1 for s in families["worker_up"].samples if s.value == 0)
+        delta = commands_of_one_run([server], tqmon)[server.address]
+    finally:
+        server.stop()
+    tq_collect = statistics.median(tq_workers) + statistics.median(tq_queues)
+    print(f"\n== RQ: {count} workers registered by RQ ({dead} dead), 3 queues x 100 jobs; "
+          f"median of {runs}")
+    print(f"{'':34} {'tqmon --schema rq':>18} {'rq-exporter':>12} {'ratio':>6}")
+    print(f"{'collection only (workers+queues)':34} {tq_collect * 1000:>16.1f}ms "
+          f"{ex_collect * 1000:>10.1f}ms {ex_collect / tq_collect:>6.1f}")
+    print(f"{'  of which workers (tqmon)':34} {statistics.median(tq_workers) * 1000:>16.1f}ms")
+    print(f"{'whole process (one collection)':34} {statistics.median(tq_whole) * 1000:>16.1f}ms "
+          f"{statistics.median(ex_whole) * 1000:>10.1f}ms "
+          f"{statistics.median(ex_whole) / statistics.median(tq_whole):>6.1f}")
+    print(f"{'import floor (redis, prometheus_client)':34} {floor * 1000:>11.1f}ms  "
+          f"(tqmon whole / floor {statistics.median(tq_whole) / floor:.2f})")
+    print(f"dead workers reported: tqmon {reported_dead} of {dead} (worker_up 0); rq-exporter "
+          "has no such series")
+    print(f"commands one tqmon run sends:           {_fmt(delta)}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=11)
@@ -226,13 +339,20 @@ def main() -> int:
                         help="comma-separated fleet sizes")
     parser.add_argument("--stream-entries", type=int, default=100_000)
     parser.add_argument("--pending", type=int, default=10_000)
+    parser.add_argument("--rq-workers", type=int, default=1000,
+                        help="RQ workers for the tqmon --schema rq vs rq-exporter comparison")
+    parser.add_argument("--rq-only", action="store_true", help="run only that comparison")
     args = parser.parse_args()
+    if args.rq_only:
+        bench_rq(args.rq_workers, args.runs, None)
+        return 0
     print("starting the reference cluster (3 masters + 3 replicas) ...", flush=True)
     with devcluster.running_cluster() as cluster:
         floor = bench_nodes(cluster, args.runs)
         sizes = [int(n) for n in args.workers.split(",") if n]
         bench_workers(cluster, sizes, max(3, args.runs // 2), floor)
         bench_queues(cluster, args.stream_entries, args.pending, max(3, args.runs // 2))
+    bench_rq(args.rq_workers, args.runs, floor)
     return 0
 
 

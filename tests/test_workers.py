@@ -271,3 +271,12 @@ def test_documented_acls_are_enough(workers):
         assert result.stderr == "" and result.value("workers_dead") == 2
     finally:
         server.stop()
+
+
+def test_the_urls_database_is_read(standalone):
+    client = standalone.client(db=3)
+    Heartbeat(client, name="in-db-3", worker_id="db3").beat()
+    result = tqmon(f"{standalone.url}/3", "--read-only")
+    assert result.value("worker_up", worker_id="db3") == 1
+    assert result.value("redis_cluster_node_up", node_id=standalone.address) == 1
+    assert tqmon(standalone.url, "--read-only").series("worker_up") == []

@@ -20,6 +20,9 @@ DEFAULT_URL = "redis://127.0.0.1:6379"
 DEFAULT_TIMEOUT = 3.0  # seconds; Telegraf's exec default timeout is 5 s
 COLLECTORS = ("nodes", "workers", "queues")
 FORMATS = ("prometheus", "openmetrics")
+SCHEMAS = ("native", "rq", "dramatiq")  # whose keys the workers and queues collectors read
+RQ_WORKER_TTL = 420.0  # rq.defaults.DEFAULT_WORKER_TTL
+DRAMATIQ_HEARTBEAT_TIMEOUT = 60.0  # dramatiq.brokers.redis.DEFAULT_HEARTBEAT_TIMEOUT (60,000 ms)
 ENV_URL, ENV_PASSWORD, ENV_CONFIG = "TQMON_REDIS_URL", "TQMON_REDIS_PASSWORD", "TQMON_CONFIG"
 
 
@@ -65,6 +68,11 @@ class Config:
     queues: tuple[tuple[str, str], ...] = ()  # (priority label, stream key); () = contract's
     groups: tuple[str, ...] = ("workers",)
     requeue_orphans: bool = False
+    schema: str = "native"
+    rq_worker_ttl: float = RQ_WORKER_TTL  # only for a worker hash without an expiry
+    dramatiq_namespace: str = "dramatiq"
+    dramatiq_heartbeat_timeout: float = DRAMATIQ_HEARTBEAT_TIMEOUT
+    dramatiq_queues: tuple[str, ...] = ("default",)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -76,6 +84,11 @@ class Config:
     @property
     def tls(self) -> bool:
         return any(t.tls for t in self.targets)
+
+    @property
+    def db(self) -> int:
+        """The database the queue's keys live in: the first URL's /N (0 in a cluster)."""
+        return self.targets[0].db if self.targets else 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -130,6 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="consumer group to report, repeatable (default workers)")
     p.add_argument("--requeue-orphans", action="store_true",
                    help="put the pending entries of dead workers back on their stream")
+    p.add_argument("--schema", metavar="NAME",
+                   help="whose keys to read: native (tqmon's heartbeat contract, default), rq or "
+                   "dramatiq (their own keys, read-only)")
+    p.add_argument("--rq-worker-ttl", metavar="SECONDS", type=float,
+                   help="RQ: TTL of a worker hash that has no expiry (default 420, RQ's); "
+                   "otherwise each worker's own TTL is read from its hash's expiry")
+    p.add_argument("--dramatiq-namespace", metavar="NS",
+                   help="Dramatiq: the RedisBroker namespace (default dramatiq)")
+    p.add_argument("--dramatiq-heartbeat-timeout", metavar="SECONDS", type=float,
+                   help="Dramatiq: a worker whose last heartbeat is older is dead "
+                   "(default 60, the broker's)")
+    p.add_argument("--dramatiq-queues", metavar="LIST",
+                   help="Dramatiq: comma-separated queue names to watch (default default); "
+                   "Dramatiq keeps no list of queues in Redis")
     p.add_argument("--version", action="version", version=f"tqmon {__version__}")
     return p
 
@@ -286,6 +313,15 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if requeue and bool(pick("read_only", False)):
         raise ConfigError("--requeue-orphans writes to Redis: it cannot go with --read-only")
     dead_retention = _positive(pick("dead_retention", 3600.0), "dead-retention")
+    schema = str(pick("schema", "native"))
+    if schema not in SCHEMAS:
+        raise ConfigError(f"schema must be one of {', '.join(SCHEMAS)}, not {schema!r}")
+    if schema != "native" and requeue:
+        raise ConfigError(f"--requeue-orphans writes to Redis: --schema {schema} is read-only")
+    dramatiq_queues = tuple(dict.fromkeys(
+        _as_list(pick("dramatiq_queues", ["default"]), "dramatiq-queues")))
+    if not dramatiq_queues:
+        raise ConfigError("--dramatiq-queues needs at least one queue name")
 
     return Config(
         targets=targets,
@@ -303,10 +339,17 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         prefix=prefix,
         heartbeat_ttl=heartbeat_ttl,
         dead_retention=dead_retention,
-        read_only=bool(pick("read_only", False)),
+        read_only=bool(pick("read_only", False)) or schema != "native",  # never write theirs
         queues=queues,
         groups=groups,
         requeue_orphans=requeue,
+        schema=schema,
+        rq_worker_ttl=_positive(pick("rq_worker_ttl", RQ_WORKER_TTL), "rq-worker-ttl"),
+        dramatiq_namespace=str(pick("dramatiq_namespace", "dramatiq")),
+        dramatiq_heartbeat_timeout=_positive(
+            pick("dramatiq_heartbeat_timeout", DRAMATIQ_HEARTBEAT_TIMEOUT),
+            "dramatiq-heartbeat-timeout"),
+        dramatiq_queues=dramatiq_queues,
         warnings=tuple(warnings),
         **tls_files,
     )

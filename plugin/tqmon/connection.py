@@ -44,13 +44,16 @@ class _ServerNameSSLConnection(SSLConnection):
 
 
 def client(config: Config, host: str, port: int, deadline: Deadline, *, tls: bool,
-           db: int = 0, decode: bool = True) -> redis.Redis:
-    """A client for one node whose every socket operation ends by the deadline, no retries."""
+           db: int | None = None, decode: bool = True) -> redis.Redis:
+    """A client for one node whose every socket operation ends by the deadline, no retries.
+
+    `db` defaults to the URL's database, where the queue's keys are; node-level commands pass
+    0, which needs no SELECT (and Redis Cluster refuses any other)."""
     timeout = max(MIN_SOCKET_TIMEOUT, deadline.remaining())
     kwargs: dict[str, Any] = {
         "host": host,
         "port": port,
-        "db": db,
+        "db": config.db if db is None else db,
         "username": config.username,
         "password": config.password,
         "socket_timeout": timeout,

@@ -122,7 +122,7 @@ def _standalone_nodes(seed: Target, info: dict[str, Any]) -> list[Node]:
 
 def _probe_seed(config: Config, seed: Target, deadline: Deadline) -> tuple[Any, Any]:
     """INFO replication and CLUSTER NODES in one round trip; either may be an error."""
-    client = connection.client(config, seed.host, seed.port, deadline, tls=seed.tls, db=seed.db)
+    client = connection.client(config, seed.host, seed.port, deadline, tls=seed.tls, db=0)
     try:
         pipe = client.pipeline(transaction=False)
         pipe.execute_command("INFO", "replication")

@@ -30,7 +30,8 @@ _NODE_GAUGES = {  # INFO field -> metric, all labelled by node
 def _query(ctx: Context, node: Node) -> tuple[dict[str, Any], dict[str, Any] | None]:
     if not node.host:
         raise ConnectionError("the cluster knows no address for this node")
-    client = connection.client(ctx.config, node.host, node.port, ctx.deadline, tls=node.tls)
+    client = connection.client(ctx.config, node.host, node.port, ctx.deadline, tls=node.tls,
+                               db=0)
     try:
         pipe = client.pipeline(transaction=False)
         pipe.execute_command("INFO")

@@ -201,6 +201,10 @@ def _add_samples(out: Samples, streams: list[Stream], dead: set[bytes] | None) -
 
 
 def collect(ctx: Context) -> Samples:
+    if ctx.config.schema != "native":  # RQ's or Dramatiq's own keys
+        from .. import adapters
+
+        return adapters.collect_queues(ctx)
     by_node: dict[Node, list[tuple[str, str]]] = {}
     skips: Counter[str] = Counter()
     for priority, key in ctx.config.streams:

@@ -287,5 +287,9 @@ def _collect(ctx: Context, client: redis.Redis) -> Samples:
 
 
 def collect(ctx: Context) -> Samples:
+    if ctx.config.schema != "native":  # RQ's or Dramatiq's own keys
+        from .. import adapters
+
+        return adapters.collect_workers(ctx)
     return on_key_owner(ctx, contract.Keys(ctx.config.prefix).workers,
                         lambda client: _collect(ctx, client))

@@ -1,0 +1,134 @@
+"""Dramatiq's RedisBroker read as it is: worker heartbeats, queues, ack sets; never written.
+
+Keys (dramatiq/brokers/redis/dispatch.lua; NS = --dramatiq-namespace, default `dramatiq`):
+  NS:__heartbeats__              ZSET: broker id -> last heartbeat, Unix milliseconds (every
+                                 broker command a worker process sends beats)
+  NS:__acks__.<broker id>.<q>    SET of message ids the worker fetched and has not acked yet
+  NS:<q>                         LIST of waiting message ids
+  NS:<q>.DQ.msgs                 HASH of delayed messages (workers prefetch delayed messages
+                                 into their ack sets until due, so the DQ list is nearly
+                                 always empty; the hash holds them all)
+  NS:<q>.XQ                      ZSET, the dead-letter queue
+
+A worker is dead once its heartbeat is older than the broker's heartbeat timeout (60 s by
+default), as the broker itself decides. Its ack sets hold its orphaned messages: they are
+requeued only when another worker's random maintenance pass runs, which also drops the dead
+worker from the heartbeats. Dramatiq keeps no list of queues in Redis, so the queues come
+from --dramatiq-queues. Dramatiq records no per-worker task counts, host, start time or
+status: those series are absent for it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import redis
+
+from .. import connection
+from ..collectors import Context, Samples
+from ..collectors.workers import MAX_LABEL, Skips
+from . import BATCH, emit_skips, on_node, server_time
+
+WORKER = ("worker_id", "worker_name")
+GROUP = "dramatiq"  # the `group` label of task_queue_orphaned
+ZRANGE_BATCH = 5000
+QUEUE_REASONS = ("bad_value", "wrong_type")
+
+
+def _heartbeats(ctx: Context) -> str:
+    return f"{ctx.config.dramatiq_namespace}:__heartbeats__"
+
+
+def _read_heartbeats(client: redis.Redis, key: str) -> tuple[float, list[tuple[bytes, bytes]]]:
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command("TIME")
+    pipe.execute_command("ZCARD", key)
+    clock, size = pipe.execute()
+    beats: list[tuple[bytes, bytes]] = []
+    commands = [(b"ZRANGE", key, start, start + ZRANGE_BATCH - 1, b"WITHSCORES")
+                for start in range(0, int(size), ZRANGE_BATCH)]
+    for reply in connection.pipelined(client, commands) if commands else []:
+        if isinstance(reply, Exception):
+            raise reply
+        beats.extend(zip(reply[::2], reply[1::2], strict=True))
+    return server_time(clock), beats
+
+
+def collect_workers(ctx: Context) -> Samples:
+    timeout = ctx.config.dramatiq_heartbeat_timeout
+
+    def work(client: redis.Redis) -> Samples:
+        out, skips = Samples(), Skips()
+        now, beats = _read_heartbeats(client, _heartbeats(ctx))
+        up_rows = out.series("worker_up", WORKER)
+        age_rows = out.series("worker_heartbeat_age_seconds", WORKER)
+        info_rows = out.series("worker_info", (*WORKER, "hostname"))
+        alive = dead = 0
+        for raw_id, raw_ms in beats:
+            worker_id = skips.label(raw_id)
+            age = max(0.0, now - float(raw_ms) / 1000)
+            up = age <= timeout
+            up_rows.append(((worker_id, worker_id), 1.0 if up else 0.0))
+            age_rows.append(((worker_id, worker_id), age))
+            info_rows.append(((worker_id, worker_id, ""), 1.0))  # Dramatiq records no host
+            alive, dead = (alive + 1, dead) if up else (alive, dead + 1)
+        out.add("workers_alive", {}, float(alive))
+        out.add("workers_dead", {}, float(dead))
+        skips.emit(out)
+        return out
+
+    return on_node(ctx, _heartbeats(ctx), work)
+
+
+def collect_queues(ctx: Context) -> Samples:
+    """Depth, delayed and dead-lettered messages per queue, and the messages in dead workers'
+    ack sets (SCARD per dead worker and queue, pipelined in batches) as orphaned."""
+    ns, queues = ctx.config.dramatiq_namespace, ctx.config.dramatiq_queues
+    timeout = ctx.config.dramatiq_heartbeat_timeout
+
+    def work(client: redis.Redis) -> Samples:
+        out, skips = Samples(), Counter[str]()
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command("TIME")
+        for queue in queues:
+            pipe.execute_command("LLEN", f"{ns}:{queue}")
+            pipe.execute_command("HLEN", f"{ns}:{queue}.DQ.msgs")
+            pipe.execute_command("ZCARD", f"{ns}:{queue}.XQ")
+        clock, *replies = pipe.execute(raise_on_error=False)
+        if isinstance(clock, Exception):
+            raise clock
+        now_ms = server_time(clock) * 1000
+        dead = client.execute_command("ZRANGEBYSCORE", _heartbeats(ctx), "-inf",
+                                      f"({now_ms - timeout * 1000}")
+        for index, queue in enumerate(queues):
+            priority = queue[:MAX_LABEL]
+            depth, delayed, dead_letter = replies[3 * index:3 * index + 3]
+            for metric, labels, value in (
+                    ("task_queue_depth", {"priority": priority}, depth),
+                    ("task_queue_registry_jobs", {"priority": priority, "registry": "delayed"},
+                     delayed),
+                    ("task_queue_registry_jobs",
+                     {"priority": priority, "registry": "dead_letter"}, dead_letter)):
+                if isinstance(value, Exception):
+                    skips["wrong_type"] += 1
+                else:
+                    out.add(metric, labels, float(value))
+        # a worker's ack sets: one for each queue and its delay queue
+        sets = [(queue, f"{ns}:__acks__.".encode() + worker + f".{name}".encode())
+                for worker in dead for queue in queues for name in (queue, f"{queue}.DQ")]
+        orphaned: Counter[str] = Counter({queue: 0 for queue in queues})
+        for start in range(0, len(sets), BATCH):
+            batch = sets[start:start + BATCH]
+            counts = connection.pipelined(client, [(b"SCARD", key) for _, key in batch])
+            for (queue, _), count in zip(batch, counts, strict=True):
+                if isinstance(count, Exception):
+                    skips["wrong_type"] += 1
+                else:
+                    orphaned[queue] += count
+        for queue in queues:
+            out.add("task_queue_orphaned", {"priority": queue[:MAX_LABEL], "group": GROUP},
+                    float(orphaned[queue]))
+        emit_skips(out, "queues", QUEUE_REASONS, skips)
+        return out
+
+    return on_node(ctx, _heartbeats(ctx), work)

@@ -1,0 +1,209 @@
+"""RQ (1.x, 2.x, 3.x) read as it is: workers, queues and job registries, never written.
+
+Keys (RQ's defaults; the same from 1.0 to 3.0):
+  rq:workers            SET of worker keys `rq:worker:<name>`
+  rq:worker:<name>      HASH: state, birth, last_heartbeat, successful_job_count,
+                        failed_job_count, queues (comma-separated), hostname, ...; every
+                        heartbeat sets its expiry to the worker's TTL + 60 s
+  rq:queues             SET of queue keys `rq:queue:<name>`
+  rq:queue:<name>       LIST of waiting job ids
+  rq:wip:<name>         ZSET, the started registry: score = when the job is given up on
+  rq:failed|finished|deferred|scheduled:<name>  ZSETs, the other registries
+
+Dead workers: RQ's own `Worker.all()` drops set members whose hash expired (and removes them
+from the set, a write); tqmon reports them as `worker_up 0` instead. RQ stores no TTL field in
+the hash, but every heartbeat sets the hash's expiry to the TTL it promises plus RQ's 60 s
+grace, so the TTL is read back from PTTL: ttl = heartbeat age + remaining expiry - 60 s. A
+worker is dead when its hash is gone, or its last heartbeat is older than that TTL plus an
+allowance of 1 s + 10% (at most 5 s) for a heartbeat under way. Round trips: TIME and SCARD;
+the set (SMEMBERS, or SSCAN above SMEMBERS_MAX); then a pipeline of HMGET + PTTL per 1,000
+workers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import redis
+
+from .. import connection
+from ..collectors import Context, Samples
+from ..collectors.workers import MAX_LABEL, Skips
+from . import BATCH, emit_skips, on_node, parse_timestamp, server_time
+
+WORKERS_KEY, WORKER_PREFIX = b"rq:workers", b"rq:worker:"
+QUEUES_KEY, QUEUE_PREFIX = b"rq:queues", b"rq:queue:"
+FIELDS = (b"state", b"birth", b"last_heartbeat", b"successful_job_count",
+          b"failed_job_count", b"queues", b"hostname")
+REGISTRIES = (("started", b"rq:wip:"), ("failed", b"rq:failed:"),
+              ("finished", b"rq:finished:"), ("deferred", b"rq:deferred:"),
+              ("scheduled", b"rq:scheduled:"))
+GRACE = 60.0  # RQ's heartbeat sets the hash's expiry to its TTL + 60 s
+ALLOWANCE_MAX = 5.0  # seconds a heartbeat may run late: 1 s + 10% of the TTL, at most this
+SMEMBERS_MAX = 10_000  # above this, SSCAN: no single huge reply
+MAX_QUEUES_PER_WORKER = 20  # worker_queue_info series per worker
+# busy is processing a job; starting, started, idle and suspended are not.
+STATUS = {b"busy": 1.0, b"idle": 0.0, b"started": 0.0, b"starting": 0.0, b"suspended": 0.0}
+WORKER = ("worker_id", "worker_name")
+GROUP = "rq"  # the `group` label of task_queue_orphaned: RQ has no consumer groups
+QUEUE_REASONS = ("bad_value", "wrong_type")
+
+
+def _members(client: redis.Redis, key: bytes, size: int) -> list[bytes]:
+    if size <= SMEMBERS_MAX:
+        return sorted(client.execute_command("SMEMBERS", key))
+    return sorted(set(client.sscan_iter(key, count=BATCH)))  # a set may repeat during SSCAN
+
+
+def _read_workers(client: redis.Redis) -> tuple[float, list[bytes], Iterator[tuple[list, list]]]:
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command("TIME")
+    pipe.execute_command("SCARD", WORKERS_KEY)
+    clock, size = pipe.execute()
+    keys = _members(client, WORKERS_KEY, int(size))
+
+    def batches() -> Iterator[tuple[list, list]]:
+        for start in range(0, len(keys), BATCH):
+            batch = keys[start:start + BATCH]
+            commands = []
+            for key in batch:
+                commands += [(b"HMGET", key, *FIELDS), (b"PTTL", key)]
+            yield batch, connection.pipelined(client, commands)
+
+    return server_time(clock), keys, batches()
+
+
+def _is_up(age: float, pttl: int, default_ttl: float) -> bool:
+    """Alive if the last heartbeat is within the TTL the worker announced (see module doc)."""
+    ttl = age + pttl / 1000 - GRACE if pttl >= 0 else default_ttl
+    return age <= ttl + min(ALLOWANCE_MAX, 1.0 + 0.1 * max(ttl, 0.0))
+
+
+def _add_workers(out: Samples, ctx: Context, now: float, keys: list[bytes],
+                 batches: Iterator[tuple[list, list]], skips: Skips) -> None:
+    rows = {metric: out.series(metric, WORKER) for metric in (
+        "worker_up", "worker_heartbeat_age_seconds", "worker_tasks_processed_total",
+        "worker_tasks_failed_total", "worker_uptime_seconds", "worker_current_status")}
+    info_rows = out.series("worker_info", (*WORKER, "hostname"))
+    queue_rows = out.series("worker_queue_info", (*WORKER, "priority"))
+    number, label = skips.number, skips.label
+    default_ttl = ctx.config.rq_worker_ttl
+    alive = dead = 0
+    for batch, replies in batches:
+        for index, key in enumerate(batch):
+            fields, pttl = replies[2 * index], replies[2 * index + 1]
+            if not key.startswith(WORKER_PREFIX):
+                skips["bad_value"] += 1
+                continue
+            name = label(key[len(WORKER_PREFIX):])
+            labels = (name, name)
+            broken = isinstance(fields, Exception) or isinstance(pttl, Exception)
+            if broken or pttl == -2 or not any(fields):  # the hash expired: the worker died
+                skips["wrong_type" if broken else "missing_hash"] += 1
+                rows["worker_up"].append((labels, 0.0))
+                dead += 1
+                continue
+            state, birth, beat, succeeded, failed, queues, hostname = fields
+            last = parse_timestamp(beat)
+            if last is None:  # cannot tell when it last beat: report it down, count why
+                skips["bad_value"] += 1
+                age, up = None, False
+            else:
+                age = max(0.0, now - last)
+                up = _is_up(age, int(pttl), default_ttl)
+            rows["worker_up"].append((labels, 1.0 if up else 0.0))
+            if age is not None:
+                rows["worker_heartbeat_age_seconds"].append((labels, age))
+            info_rows.append(((name, name, label(hostname)), 1.0))
+            queue_names = [q for q in (queues or b"").split(b",") if q]
+            if len(queue_names) > MAX_QUEUES_PER_WORKER:
+                skips["too_many_series"] += 1
+                queue_names = queue_names[:MAX_QUEUES_PER_WORKER]
+            for queue in queue_names:
+                queue_rows.append(((name, name, label(queue)), 1.0))
+            ok, bad = number(succeeded or 0), number(failed or 0)
+            if ok is not None and bad is not None:  # processed counts failed jobs too
+                rows["worker_tasks_processed_total"].append((labels, ok + bad))
+            if bad is not None:
+                rows["worker_tasks_failed_total"].append((labels, bad))
+            if not up:
+                dead += 1
+                continue
+            alive += 1
+            if (born := parse_timestamp(birth)) is not None:
+                rows["worker_uptime_seconds"].append((labels, max(0.0, now - born)))
+            elif birth is not None:
+                skips["bad_value"] += 1
+            if state is not None:
+                if state in STATUS:
+                    rows["worker_current_status"].append((labels, STATUS[state]))
+                else:
+                    skips["bad_value"] += 1
+    out.add("workers_alive", {}, float(alive))
+    out.add("workers_dead", {}, float(dead))
+
+
+def collect_workers(ctx: Context) -> Samples:
+    def work(client: redis.Redis) -> Samples:
+        out, skips = Samples(), Skips()
+        now, keys, batches = _read_workers(client)
+        _add_workers(out, ctx, now, keys, batches, skips)
+        skips.emit(out)
+        return out
+
+    return on_node(ctx, WORKERS_KEY.decode(), work)
+
+
+def _queue_names(client: redis.Redis, skips: Counter[str]) -> tuple[float, list[bytes]]:
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command("TIME")
+    pipe.execute_command("SCARD", QUEUES_KEY)
+    clock, size = pipe.execute()
+    names = []
+    for key in _members(client, QUEUES_KEY, int(size)):
+        if key.startswith(QUEUE_PREFIX) and len(key) > len(QUEUE_PREFIX):
+            names.append(key[len(QUEUE_PREFIX):])
+        else:
+            skips["bad_value"] += 1
+    return server_time(clock), names
+
+
+def collect_queues(ctx: Context) -> Samples:
+    """Depth (LLEN), jobs per registry (ZCARD) and abandoned started jobs (ZCOUNT of the
+    started registry up to now: RQ gives a started job up when its score passes)."""
+
+    def work(client: redis.Redis) -> Samples:
+        out, skips = Samples(), Counter[str]()
+        now, names = _queue_names(client, skips)
+        per_queue = 2 + len(REGISTRIES)
+        for start in range(0, len(names), BATCH // per_queue):
+            batch = names[start:start + BATCH // per_queue]
+            commands: list[tuple] = []
+            for name in batch:
+                commands.append((b"LLEN", QUEUE_PREFIX + name))
+                commands += [(b"ZCARD", prefix + name) for _, prefix in REGISTRIES]
+                commands.append((b"ZCOUNT", b"rq:wip:" + name, b"-inf", f"({now}".encode()))
+            replies = connection.pipelined(client, commands)
+            for index, name in enumerate(batch):
+                depth, *counts, abandoned = replies[index * per_queue:(index + 1) * per_queue]
+                priority = name.decode("utf-8", "backslashreplace")[:MAX_LABEL]
+                if isinstance(depth, Exception):
+                    skips["wrong_type"] += 1
+                else:
+                    out.add("task_queue_depth", {"priority": priority}, float(depth))
+                for (registry, _), count in zip(REGISTRIES, counts, strict=True):
+                    if isinstance(count, Exception):
+                        skips["wrong_type"] += 1
+                        continue
+                    out.add("task_queue_registry_jobs",
+                            {"priority": priority, "registry": registry}, float(count))
+                if isinstance(abandoned, Exception):
+                    skips["wrong_type"] += 1
+                else:
+                    out.add("task_queue_orphaned", {"priority": priority, "group": GROUP},
+                            float(abandoned))
+        emit_skips(out, "queues", QUEUE_REASONS, skips)
+        return out
+
+    return on_node(ctx, QUEUES_KEY.decode(), work)

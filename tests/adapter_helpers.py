@@ -1,0 +1,95 @@
+"""Shared by the RQ and Dramatiq adapter tests: worker processes, polling, key digests."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import redis
+from helpers import Result, run_tqmon
+
+TESTS = Path(__file__).parent
+
+
+class Process:
+    """A real worker process (rq or dramatiq CLI); killed at the end whatever happened."""
+
+    def __init__(self, command: list[str], url: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(TESTS), "TQMON_TEST_REDIS_URL": url}
+        self.proc = subprocess.Popen(command, cwd=TESTS, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def signal(self, signum: int) -> None:
+        """To the CLI and its children (rq's work horse, dramatiq's worker processes)."""
+        for pid in self.session():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def session(self) -> list[int]:
+        """Every process of the worker's session: RQ's work horse leaves the process group
+        (os.setpgrp), not the session."""
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[3]) == self.proc.pid:  # fields after the name: state ppid pgrp sid
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def stop(self) -> None:
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+
+def started_processes() -> Iterator[list[Process]]:
+    """Body of the tests' `processes` fixtures: whatever a test started is killed at the end,
+    pass or fail."""
+    started: list[Process] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            process.stop()
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def poll_tqmon(args: list[str], check: Callable[[Result], bool], timeout: float,
+               what: str) -> Result:
+    """Run tqmon until `check` holds for its output; the last result on success."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = run_tqmon(*args)
+        assert result.returncode == 0, result.stderr
+        if check(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n"
+                                 + result.stdout)
+        time.sleep(0.3)
+
+
+def digest(client: redis.Redis) -> dict[bytes, tuple[bytes, str]]:
+    """Every key's type and a hash of its serialised content (DUMP): equal digests mean
+    nothing was written. Expiries are left out: they count down by themselves."""
+    out = {}
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        dumped = client.dump(key) or b""
+        out[key] = (kind, hashlib.sha256(dumped).hexdigest())
+    return out
