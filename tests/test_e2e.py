@@ -81,6 +81,16 @@ def test_every_dashboard_query_evaluates(running):
 def test_killed_worker_goes_pending_then_firing(running):
     victim = running.fleet[0]  # the slow one, holding entries: it will leave orphans
     assert running.alert_states("WorkerDown") == set()
+
+    def frozen_holding_entries() -> bool:
+        """Stop the victim at a moment it holds entries, so its death leaves orphans."""
+        victim.send_signal(signal.SIGSTOP)
+        if running.held_by(running.worker_ids[0]) > 0:
+            return True
+        victim.send_signal(signal.SIGCONT)
+        return False
+
+    devcluster.wait_for(frozen_holding_entries, 20, "the victim to hold entries", 0.1)
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     seen: set[str] = set()

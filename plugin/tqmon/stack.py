@@ -55,6 +55,7 @@ class Stack:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tqmon-stack-")))
     cluster: devcluster.Cluster | None = None
     fleet: list[subprocess.Popen[str]] = field(default_factory=list)
+    worker_ids: list[str] = field(default_factory=list)  # the fleet's, in the same order
     services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     prometheus_url: str = ""
     listen_port: int = 0
@@ -77,7 +78,7 @@ class Stack:
                  "--fail-every", str(4 + i), "--consume", *pace],
                 stdout=subprocess.PIPE, text=True, start_new_session=True)
             assert proc.stdout is not None
-            proc.stdout.readline()  # "ready <id>"
+            self.worker_ids.append(proc.stdout.readline().split()[1])  # "ready <id>"
             self.fleet.append(proc)
         common = ["--redis-url", url, "--cluster-name", "stack", "--heartbeat-ttl", str(TTL),
                   "--timeout", "2"]
@@ -172,6 +173,17 @@ class Stack:
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         return self.api("query", query=expr)["result"]
+
+    def held_by(self, worker_id: str) -> int:
+        """Stream entries the worker holds (delivered, not acknowledged)."""
+        assert self.cluster is not None
+        client = self.cluster.client()
+        try:
+            return sum(c["pending"] for p in ("high", "medium", "low")
+                       for c in client.xpending(f"{{tq}}:queue:{p}", "workers")["consumers"]
+                       if c["name"] == worker_id)
+        finally:
+            client.close()
 
     def alert_states(self, name: str) -> set[str]:
         return {a["state"] for a in self.api("alerts")["alerts"]
