@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -129,6 +130,22 @@ def _start_fleet(url: str) -> list[subprocess.Popen[str]]:
     return fleet
 
 
+def _freeze_holding_tasks(proc: subprocess.Popen[str], url: str) -> None:
+    """SIGSTOP the worker at a moment it holds stream entries (retrying a few times), so that
+    the kill that follows certainly leaves orphans behind."""
+    client = simulate.make_client(url, cluster=True)
+    queues = TaskStreams(client)
+    for _ in range(100):
+        proc.send_signal(signal.SIGSTOP)
+        held = sum(c["pending"] for stream in queues.streams.values()
+                   for c in client.xpending(stream, queues.group)["consumers"]
+                   if c["name"].startswith(f"{socket.gethostname()}-{proc.pid}-"))
+        if held:
+            return
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.1)
+
+
 def _produce(url: str, stop: threading.Event) -> None:
     """A producer: tasks of several types on the three priority streams."""
     queues = TaskStreams(simulate.make_client(url, cluster=True))
@@ -166,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(3)
             _tqmon(url, not args.quiet)
             victim = fleet[0]
+            _freeze_holding_tasks(victim, url)
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             print(f"SIGKILLed worker-1 (pid {victim.pid}) with tasks in hand; waiting "
