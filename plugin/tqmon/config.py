@@ -82,10 +82,6 @@ class Config:
         return self.queues or tuple((p, keys.queue(p)) for p in contract.PRIORITIES)
 
     @property
-    def tls(self) -> bool:
-        return any(t.tls for t in self.targets)
-
-    @property
     def db(self) -> int:
         """The database the queue's keys live in: the first URL's /N (0 in a cluster)."""
         return self.targets[0].db if self.targets else 0

@@ -24,9 +24,6 @@ class Deadline:
     def remaining(self) -> float:
         return max(0.0, self.end - time.monotonic())
 
-    def expired(self) -> bool:
-        return self.remaining() <= 0.0
-
     def sub(self, fraction: float) -> Deadline:
         """A deadline at `fraction` of the time left, for a phase that must leave room after it."""
         return Deadline(self.remaining() * fraction)

@@ -10,39 +10,11 @@ database.
 from __future__ import annotations
 
 import datetime
-from collections import Counter
-from collections.abc import Callable
-from typing import TypeVar
 
-import redis
-
-from .. import connection
 from ..collectors import Context, Samples
 
-T = TypeVar("T")
 UTC = datetime.timezone.utc
 BATCH = 1000  # commands of one kind per pipelined round trip
-
-
-def on_node(ctx: Context, key: str, work: Callable[[redis.Redis], T]) -> T:
-    """Run `work` on a bytes client for the node holding `key` (the first master outside a
-    cluster), in the database the URL names: RQ deployments often use a database other than 0.
-    Bytes, because names read from Redis must round-trip into keys exactly."""
-    node = ctx.topology.node_for(key)
-    if node is None:
-        raise ConnectionError(f"no reachable master is known for {key}")
-    db = 0 if ctx.topology.cluster else ctx.config.targets[0].db
-    client = connection.client(ctx.config, node.host, node.port, ctx.deadline, tls=node.tls,
-                               db=db, decode=False)
-    try:
-        return work(client)
-    finally:
-        client.close()
-
-
-def server_time(reply: list) -> float:
-    """Seconds from a TIME reply: the Redis server's clock, the same for every collector."""
-    return float(reply[0]) + float(reply[1]) / 1e6
 
 
 def parse_timestamp(raw: bytes | None) -> float | None:
@@ -64,14 +36,6 @@ def parse_timestamp(raw: bytes | None) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
-
-
-def emit_skips(out: Samples, collector: str, reasons: tuple[str, ...],
-               skips: Counter[str]) -> None:
-    """tqmon_skipped_entries for a fixed set of reasons, zeros included (series stay stable)."""
-    for reason in reasons:
-        out.add("tqmon_skipped_entries", {"collector": collector, "reason": reason},
-                float(skips[reason]))
 
 
 def collect_workers(ctx: Context) -> Samples:

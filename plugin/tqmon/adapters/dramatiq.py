@@ -25,9 +25,9 @@ from collections import Counter
 import redis
 
 from .. import connection
-from ..collectors import Context, Samples
-from ..collectors.workers import MAX_LABEL, Skips
-from . import BATCH, emit_skips, on_node, server_time
+from ..collectors import Context, Samples, on_key_owner, server_time
+from ..collectors.workers import MAX_LABEL, REASONS, Skips
+from . import BATCH
 
 WORKER = ("worker_id", "worker_name")
 GROUP = "dramatiq"  # the `group` label of task_queue_orphaned
@@ -74,10 +74,10 @@ def collect_workers(ctx: Context) -> Samples:
             alive, dead = (alive + 1, dead) if up else (alive, dead + 1)
         out.add("workers_alive", {}, float(alive))
         out.add("workers_dead", {}, float(dead))
-        skips.emit(out)
+        out.add_skipped("workers", REASONS, skips)
         return out
 
-    return on_node(ctx, _heartbeats(ctx), work)
+    return on_key_owner(ctx, _heartbeats(ctx), work)
 
 
 def collect_queues(ctx: Context) -> Samples:
@@ -128,7 +128,7 @@ def collect_queues(ctx: Context) -> Samples:
         for queue in queues:
             out.add("task_queue_orphaned", {"priority": queue[:MAX_LABEL], "group": GROUP},
                     float(orphaned[queue]))
-        emit_skips(out, "queues", QUEUE_REASONS, skips)
+        out.add_skipped("queues", QUEUE_REASONS, skips)
         return out
 
-    return on_node(ctx, _heartbeats(ctx), work)
+    return on_key_owner(ctx, _heartbeats(ctx), work)

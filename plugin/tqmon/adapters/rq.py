@@ -28,9 +28,9 @@ from collections.abc import Iterator
 import redis
 
 from .. import connection
-from ..collectors import Context, Samples
-from ..collectors.workers import MAX_LABEL, Skips
-from . import BATCH, emit_skips, on_node, parse_timestamp, server_time
+from ..collectors import Context, Samples, on_key_owner, server_time
+from ..collectors.workers import MAX_LABEL, REASONS, Skips
+from . import BATCH, parse_timestamp
 
 WORKERS_KEY, WORKER_PREFIX = b"rq:workers", b"rq:worker:"
 QUEUES_KEY, QUEUE_PREFIX = b"rq:queues", b"rq:queue:"
@@ -149,10 +149,10 @@ def collect_workers(ctx: Context) -> Samples:
         out, skips = Samples(), Skips()
         now, keys, batches = _read_workers(client)
         _add_workers(out, ctx, now, keys, batches, skips)
-        skips.emit(out)
+        out.add_skipped("workers", REASONS, skips)
         return out
 
-    return on_node(ctx, WORKERS_KEY.decode(), work)
+    return on_key_owner(ctx, WORKERS_KEY.decode(), work)
 
 
 def _queue_names(client: redis.Redis, skips: Counter[str]) -> tuple[float, list[bytes]]:
@@ -203,7 +203,7 @@ def collect_queues(ctx: Context) -> Samples:
                 else:
                     out.add("task_queue_orphaned", {"priority": priority, "group": GROUP},
                             float(abandoned))
-        emit_skips(out, "queues", QUEUE_REASONS, skips)
+        out.add_skipped("queues", QUEUE_REASONS, skips)
         return out
 
-    return on_node(ctx, QUEUES_KEY.decode(), work)
+    return on_key_owner(ctx, QUEUES_KEY.decode(), work)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from .. import catalog
+import redis
+
+from .. import catalog, connection
 from ..config import Config
 from ..parallel import Deadline
-from ..topology import Topology
+from ..topology import Node, Topology
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,13 @@ class Samples:
             raise ValueError(f"{metric}: label order {labels} is not the catalog's")
         return self.rows[metric]
 
+    def add_skipped(self, collector: str, reasons: tuple[str, ...], counts: Counter[str]) -> None:
+        """tqmon_skipped_entries for a collector's fixed reasons, zeros included, so the series
+        exist before anything goes wrong."""
+        for reason in reasons:
+            self.add("tqmon_skipped_entries", {"collector": collector, "reason": reason},
+                     float(counts[reason]))
+
     def extend(self, other: Samples) -> None:
         for metric, rows in other.rows.items():
             self.rows[metric].extend(rows)
@@ -60,6 +72,32 @@ class Context:
 
 
 Collect = Callable[[Context], Samples]
+
+
+def on_key_owner(ctx: Context, key: str, work: Callable[[redis.Redis], T]) -> T:
+    """Run `work` on a bytes client for the node holding `key`, following one MOVED redirect
+    (the seed's view of the cluster can trail a failover by a moment). Bytes, because keys
+    built from names read in Redis must round-trip exactly, whatever their encoding."""
+    node = ctx.topology.node_for(key)
+    if node is None:
+        raise ConnectionError(f"no reachable master is known for {key}")
+    for attempt in range(2):
+        client = connection.client(ctx.config, node.host, node.port, ctx.deadline,
+                                   tls=node.tls, decode=False)
+        try:
+            return work(client)
+        except redis.exceptions.MovedError as moved:
+            if attempt:
+                raise
+            node = Node(moved.host, moved.port, "master", tls=node.tls)
+        finally:
+            client.close()
+    raise AssertionError("unreachable")
+
+
+def server_time(reply: Any) -> float:
+    """Seconds from a TIME reply: the Redis server's clock, the same for every collector."""
+    return float(reply[0]) + float(reply[1]) / 1e6
 
 
 def registry() -> dict[str, Collect]:

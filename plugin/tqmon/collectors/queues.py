@@ -12,14 +12,16 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+import redis
 from redis.crc import key_slot
 
 from .. import connection, contract
 from ..parallel import run_parallel
 from ..topology import Node, describe_error
-from . import Context, Samples
+from . import Context, Samples, on_key_owner, server_time
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ def _read_node(ctx: Context, node: Node, items: list[tuple[str, str]]
         clock = next(replies)
         if isinstance(clock, Exception):
             raise clock
-        now_ms = clock[0] * 1000 + clock[1] // 1000
+        now_ms = int(server_time(clock) * 1000)
         streams = []
         for priority, key in items:
             stream = Stream(priority, key, now_ms)
@@ -120,23 +122,29 @@ def _dead_consumers(ctx: Context, names: set[bytes]) -> set[bytes]:
     """
     if not names:
         return set()
-    keys = contract.Keys(ctx.config.prefix)
-    node = ctx.topology.node_for(keys.workers)
-    if node is None:
-        raise ConnectionError(f"no reachable master is known for {keys.workers}")
+    registry = contract.Keys(ctx.config.prefix).workers
     ordered = sorted(names)
-    client = connection.client(ctx.config, node.host, node.port, ctx.deadline, tls=node.tls,
-                               decode=False)
-    try:
+
+    def read(client: redis.Redis) -> list[Any]:
         pipe = client.pipeline(transaction=False)
         pipe.time()
-        pipe.zmscore(keys.workers, ordered)
-        (seconds, micros), scores = pipe.execute()
-    finally:
-        client.close()
-    cutoff = seconds + micros / 1e6 - ctx.config.heartbeat_ttl
+        pipe.zmscore(registry, ordered)
+        return pipe.execute()
+
+    clock, scores = on_key_owner(ctx, registry, read)
+    cutoff = server_time(clock) - ctx.config.heartbeat_ttl
     return {name for name, score in zip(ordered, scores, strict=True)
             if score is not None and score < cutoff}
+
+
+def _requeue_scripts(stream: str, stats: str, orphaned: list[tuple[bytes, str]],
+                     client: redis.Redis) -> list[Any]:
+    """One pipeline of REQUEUE scripts: one per (dead consumer, group) of a stream."""
+    pipe = client.pipeline(transaction=False)
+    for consumer, group in orphaned:
+        pipe.execute_command("EVAL", contract.REQUEUE, 2, stream, stats, group, consumer,
+                             contract.REQUEUE_LIMIT, contract.REDELIVERIES_FIELD)
+    return pipe.execute(raise_on_error=False)
 
 
 def _requeue(ctx: Context, streams: list[Stream], dead: set[bytes],
@@ -155,27 +163,15 @@ def _requeue(ctx: Context, streams: list[Stream], dead: set[bytes],
                       "move and its count cannot be one atomic script; give the stream the "
                       "%s hash tag", stream.key, stats, contract.Keys(ctx.config.prefix).tag)
             continue
-        node = ctx.topology.node_for(stream.key)
-        if node is None:
-            continue
-        client = connection.client(ctx.config, node.host, node.port, ctx.deadline,
-                                   tls=node.tls, decode=False)
-        try:
-            pipe = client.pipeline(transaction=False)
-            for name, group in orphaned:
-                pipe.execute_command("EVAL", contract.REQUEUE, 2, stream.key, stats, group,
-                                     name, contract.REQUEUE_LIMIT,
-                                     contract.REDELIVERIES_FIELD)
-            for (name, group), moved in zip(orphaned, pipe.execute(raise_on_error=False),
-                                            strict=True):
-                if isinstance(moved, Exception):
-                    log.warning("requeue of %s/%s failed: %s", stream.key, group,
-                                describe_error(moved))
-                else:
-                    log.info("requeued %s entries of dead consumer %r on %s", moved, name,
-                             stream.key)
-        finally:
-            client.close()
+        moves = on_key_owner(ctx, stream.key, partial(_requeue_scripts, stream.key, stats,
+                                                      orphaned))
+        for (name, group), moved in zip(orphaned, moves, strict=True):
+            if isinstance(moved, Exception):
+                log.warning("requeue of %s/%s failed: %s", stream.key, group,
+                            describe_error(moved))
+            else:
+                log.info("requeued %s entries of dead consumer %r on %s", moved, name,
+                         stream.key)
 
 
 def _add_samples(out: Samples, streams: list[Stream], dead: set[bytes] | None) -> None:
@@ -238,7 +234,5 @@ def collect(ctx: Context) -> Samples:
         _requeue(ctx, streams, dead, skips)
     out = Samples()
     _add_samples(out, streams, dead)
-    for reason in REASONS:
-        out.add("tqmon_skipped_entries", {"collector": "queues", "reason": reason},
-                float(skips[reason]))
+    out.add_skipped("queues", REASONS, skips)
     return out

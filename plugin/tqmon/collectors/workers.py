@@ -13,17 +13,16 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import redis
 
 from .. import catalog, connection, contract
-from ..topology import Node, describe_error
-from . import Context, Histogram, Samples
+from ..topology import describe_error
+from . import Context, Histogram, Samples, on_key_owner, server_time
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 ZRANGE_BATCH = 5000  # registry members per ZRANGE
 HMGET_BATCH = 1000  # worker hashes per pipelined round trip
@@ -65,31 +64,6 @@ class Skips(Counter[str]):
         self["bad_value"] += 1
         return None
 
-    def emit(self, out: Samples) -> None:
-        for reason in REASONS:
-            out.add("tqmon_skipped_entries", {"collector": "workers", "reason": reason},
-                    float(self[reason]))
-
-
-def on_key_owner(ctx: Context, key: str, work: Callable[[redis.Redis], T]) -> T:
-    """Run `work` on a bytes client for the node holding `key`, following one MOVED redirect
-    (the seed's view of the cluster can trail a failover by a moment). Bytes, because keys
-    built from registry members must round-trip exactly, whatever their encoding."""
-    node = ctx.topology.node_for(key)
-    if node is None:
-        raise ConnectionError(f"no reachable master is known for {key}")
-    for attempt in range(2):
-        client = connection.client(ctx.config, node.host, node.port, ctx.deadline,
-                                   tls=node.tls, decode=False)
-        try:
-            return work(client)
-        except redis.exceptions.MovedError as moved:
-            if attempt:
-                raise
-            node = Node(moved.host, moved.port, "master", tls=node.tls)
-        finally:
-            client.close()
-    raise AssertionError("unreachable")
 
 
 def _read_head(ctx: Context, client: redis.Redis) -> tuple[float, int, Any, Any]:
@@ -113,7 +87,7 @@ def _read_head(ctx: Context, client: redis.Redis) -> tuple[float, int, Any, Any]
     for reply in (clock, size):
         if isinstance(reply, Exception):
             raise reply
-    return float(clock[0]) + float(clock[1]) / 1e6, int(size), stats, latency_size
+    return server_time(clock), int(size), stats, latency_size
 
 
 def _read_registry(client: redis.Redis, keys: contract.Keys, size: int
@@ -282,7 +256,7 @@ def _collect(ctx: Context, client: redis.Redis) -> Samples:
                  _read_hashes(client, keys, registry))
     _add_stats(out, stats, skips)
     _add_latency(out, _read_latency(client, keys, latency_size), skips)
-    skips.emit(out)
+    out.add_skipped("workers", REASONS, skips)
     return out
 
 
