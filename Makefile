@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# devtools/ (throwaway servers, simulated fleet, demo, generators' common part) is not in the
+# wheel: it runs from the checkout.
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: install system-deps catalog demo demo-stack test bench lint clean
 
@@ -18,11 +21,11 @@ system-deps:
 	.ci/system-deps
 
 catalog: install  # plugin/tqmon/catalog.json from catalog.yaml (committed; a test checks it)
-	$(BIN)/python -m tqmon.catalog
+	$(BIN)/python -m devtools.catalog_source
 
 demo: install
 	.ci/system-deps --redis-only
-	$(BIN)/python -m tqmon.demo
+	$(BIN)/python -m devtools.demo
 
 test: install system-deps
 	$(BIN)/pytest
@@ -32,14 +35,14 @@ test: install system-deps
 demo-stack: install system-deps
 	$(BIN)/python alerts/generate.py --overrides tests/e2e-overrides.yaml \
 	  --output build/demo-stack/tqmon-rules.yaml
-	$(BIN)/python -m tqmon.stack --rules build/demo-stack/tqmon-rules.yaml
+	$(BIN)/python -m devtools.stack --rules build/demo-stack/tqmon-rules.yaml
 
 bench: install
 	.ci/system-deps --redis-only
 	$(BIN)/python tests/bench.py
 
 lint: install
-	$(BIN)/ruff check plugin tests dashboards alerts
+	$(BIN)/ruff check plugin devtools tests dashboards alerts
 
 clean:
 	rm -rf $(VENV) build *.egg-info plugin/*.egg-info .pytest_cache .ruff_cache

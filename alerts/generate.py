@@ -14,7 +14,9 @@ from typing import Any
 
 import jinja2
 import yaml
-from tqmon import catalog, views
+from tqmon import catalog
+
+from devtools import views
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "tqmon-rules.yaml"

@@ -16,7 +16,9 @@ from typing import Any
 
 import grafanalib.core as G
 from grafanalib._gen import DashboardEncoder
-from tqmon import catalog, views
+from tqmon import catalog
+
+from devtools import views
 
 OUTPUT = Path(__file__).resolve().parent / "tqmon.json"
 GRID_WIDTH = 24

@@ -29,7 +29,9 @@ from collections import Counter
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-from tqmon import contract, devcluster
+from tqmon import contract
+
+from devtools import devcluster
 
 FLOOR = [sys.executable, "-c", "import redis, prometheus_client"]
 

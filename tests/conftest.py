@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import Worker
-from tqmon import devcluster
+
+from devtools import devcluster
 
 
 class _Background:

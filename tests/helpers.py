@@ -13,6 +13,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from tqmon import catalog
 
+from devtools import child_env
+
 TQMON = [sys.executable, "-m", "tqmon"]
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
@@ -98,16 +100,16 @@ def read_textfile(path: Path) -> Result:
 
 
 class Worker:
-    """A real worker process (tqmon.simulate) publishing heartbeats through tqmon.heartbeat."""
+    """A real worker process (devtools.simulate) publishing heartbeats through tqmon.heartbeat."""
 
     def __init__(self, url: str, name: str, *args: str, cluster: bool = False,
                  ttl: float = 2, interval: float = 0.3) -> None:
-        command = [sys.executable, "-m", "tqmon.simulate", "--redis-url", url, "--name", name,
+        command = [sys.executable, "-m", "devtools.simulate", "--redis-url", url, "--name", name,
                    "--ttl", str(ttl), "--interval", str(interval), *args]
         if cluster:
             command.append("--cluster")
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+                                     text=True, env=child_env())
         line = self.proc.stdout.readline().split()
         assert line[:1] == ["ready"], (line, self.proc.stderr.read() if not line else "")
         self.worker_id = line[1]

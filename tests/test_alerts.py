@@ -15,7 +15,9 @@ from provisioning_helpers import (
     load_rules,
     promtool,
 )
-from tqmon import catalog, views
+from tqmon import catalog
+
+from devtools import catalog_source, views
 
 REQUIRED = {
     # the original system's four
@@ -153,7 +155,7 @@ def test_all_alerts_override_sets_every_for(tmp_path):
 ])
 def test_bad_overrides_are_rejected(overrides, message):
     with pytest.raises(catalog.CatalogError, match=message):
-        views.parse_views(catalog.read_yaml(), overrides)
+        views.parse_views(catalog_source.read_yaml(), overrides)
 
 
 def test_generator_exits_2_with_one_line_on_bad_overrides(tmp_path, capsys):

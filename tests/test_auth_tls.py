@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from helpers import run_tqmon
-from tqmon import devcluster
+
+from devtools import devcluster
 
 PASSWORD = "s3cret-Pa55word-xyz"
 MONITOR_ACL = f"monitor on >{PASSWORD} -@all +info +ping +cluster|info +cluster|nodes"

@@ -14,7 +14,9 @@ from provisioning_helpers import (
     load_dashboard,
     panels,
 )
-from tqmon import catalog, views
+from tqmon import catalog
+
+from devtools import catalog_source, views
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 ROWS = ["Overview", "Redis nodes", "Replication", "Cluster", "Workers", "Queues", "Latency",
@@ -125,7 +127,7 @@ def test_every_query_filters_on_job_and_instance_and_redis_ones_on_cluster(dashb
 
 def test_units_come_from_the_catalog(dashboard):
     """A panel without its own unit shows its first metric's catalog unit."""
-    document = catalog.read_yaml()
+    document = catalog_source.read_yaml()
     cat = catalog.parse(document)
     raw = {p["title"]: p for row in document["dashboard"]["rows"] for p in row["panels"]}
     for p in panels(dashboard):

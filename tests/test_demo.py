@@ -5,16 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from devtools import child_env
+
 
 def _simulated_workers() -> set[str]:
-    found = subprocess.run(["pgrep", "-f", "tqmon.simulate"], capture_output=True, text=True)
+    found = subprocess.run(["pgrep", "-f", "devtools.simulate"], capture_output=True, text=True)
     return set(found.stdout.split())
 
 
 def test_demo_runs_and_sees_the_killed_worker_die():
     before = _simulated_workers()
-    proc = subprocess.run([sys.executable, "-m", "tqmon.demo", "--quiet"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "devtools.demo", "--quiet"], capture_output=True,
+                          text=True, timeout=120, env=child_env())
     assert proc.returncode == 0, proc.stderr
     assert "Redis nodes up: 6 of 6" in proc.stdout
     assert "Workers: 5 alive, 0 dead" in proc.stdout

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tqmon import catalog, devcluster, stack, views
+from tqmon import catalog
+
+from devtools import devcluster, stack, views
 
 ROOT = Path(__file__).parent.parent
 VARIABLES = {"$job": ".+", "$instance": ".+", "$cluster_name": "stack",

@@ -7,7 +7,8 @@ import threading
 
 import pytest
 from helpers import run_tqmon
-from tqmon import devcluster
+
+from devtools import devcluster
 
 
 @pytest.mark.parametrize("how", ["sigstop", "client-pause"])

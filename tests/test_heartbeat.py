@@ -10,8 +10,9 @@ import pytest
 import redis
 import redis.asyncio
 from helpers import run_tqmon
-from tqmon import devcluster
 from tqmon.heartbeat import AsyncHeartbeat, Heartbeat
+
+from devtools import devcluster
 
 
 def test_context_manager_registers_and_deregisters(standalone):

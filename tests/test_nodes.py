@@ -8,7 +8,8 @@ import time
 
 import redis
 from helpers import run_tqmon
-from tqmon import devcluster
+
+from devtools import devcluster
 
 
 def test_standalone_metrics_match_info(standalone):

@@ -19,7 +19,9 @@ from provisioning_helpers import (
     promtool,
     rule_exprs,
 )
-from tqmon import catalog, views
+from tqmon import catalog
+
+from devtools import catalog_source, views
 
 # Independent of views.promql_refs: a name directly followed by "{" is a metric selector.
 SELECTOR_NAME = re.compile(r"([a-zA-Z_][a-zA-Z0-9_:]*)\{")
@@ -64,7 +66,7 @@ def test_every_catalog_metric_is_used_or_listed_unused():
 
 def test_new_catalog_entries_flow_into_both_outputs(tmp_path):
     """A metric, a panel and an alert added to the catalog alone appear in the outputs."""
-    document = catalog.read_yaml()
+    document = catalog_source.read_yaml()
     document["metrics"].append({
         "name": "task_queue_retries_total", "type": "counter", "unit": "",
         "help": "Redeliveries.", "labels": ["priority", "group"], "collector": "queues",
@@ -123,7 +125,7 @@ def test_promql_refs(expr, selectors, grouping):
     ("sum by (prioirty) (task_queue_depth)", "groups on prioirty"),
     ('{job="x"}', "a selector without a name"),
     ("vector(1)", "reads no metric"),
-    ("task_queue_depth{priority}", "not label matchers"),
+    ("task_queue_depth{priority}", "invalid label matcher"),
 ])
 def test_check_expr_rejects(expr, message):
     with pytest.raises(catalog.CatalogError, match=message):
@@ -140,7 +142,7 @@ def test_check_expr_accepts_the_histogram_series_and_the_selector_labels():
 
 
 def _broken(change) -> dict:
-    document = copy.deepcopy(catalog.read_yaml())
+    document = copy.deepcopy(catalog_source.read_yaml())
     change(document)
     return document
 
@@ -179,4 +181,4 @@ def test_parse_views_rejects(change, message):
 
 def test_views_sections_stay_out_of_the_runtime_catalog():
     """catalog.json (read by every plugin run) keeps only what the plugin needs."""
-    assert set(json.loads(catalog.COMPILED.read_text())) == set(catalog.RUNTIME_KEYS)
+    assert set(json.loads(catalog.COMPILED.read_text())) == set(catalog_source.RUNTIME_KEYS)

@@ -10,9 +10,10 @@ import time
 
 from helpers import TQMON, Worker, check_exposition, run_tqmon
 from redis.crc import key_slot
-from tqmon import devcluster
 from tqmon.heartbeat import Heartbeat
 from tqmon.streams import TaskStreams
+
+from devtools import devcluster
 
 TTL = "2"
 

@@ -19,7 +19,9 @@ import pytest
 import tomllib
 import yaml
 from helpers import check_exposition
-from tqmon import catalog, devcluster
+from tqmon import catalog
+
+from devtools import devcluster
 
 RECIPES = Path(__file__).parent.parent / "docs" / "recipes"
 PASSWORD = "recipe-Secret-pw"

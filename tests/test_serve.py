@@ -13,7 +13,8 @@ import urllib.request
 
 import pytest
 from helpers import TQMON, check_exposition
-from tqmon import devcluster
+
+from devtools import devcluster
 
 
 def _get(url: str, accept: str | None = None) -> tuple[int, str, str]:

@@ -8,8 +8,10 @@ import subprocess
 import time
 
 from helpers import TQMON, Worker, check_exposition, run_tqmon
-from tqmon import contract, devcluster
+from tqmon import contract
 from tqmon.heartbeat import Heartbeat
+
+from devtools import devcluster
 
 TTL = "2"
 

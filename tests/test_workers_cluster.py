@@ -7,7 +7,9 @@ import time
 
 from helpers import Worker, run_tqmon
 from redis.crc import key_slot
-from tqmon import contract, devcluster
+from tqmon import contract
+
+from devtools import devcluster
 
 
 def _owner(cluster: devcluster.Cluster, key: str) -> devcluster.RedisServer:

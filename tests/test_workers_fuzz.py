@@ -7,7 +7,8 @@ import pytest
 from helpers import check_exposition, run_in_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tqmon import devcluster
+
+from devtools import devcluster
 
 FIELDS = ["name", "hostname", "started_at", "status", "tasks_processed", "tasks_failed",
           "current_task", "pid"]

@@ -1,22 +1,22 @@
-"""Load and validate the metric catalog (catalog.yaml), the single source of truth for metrics.
+"""The metric catalog: every metric's name, type, help, labels and unit, validated.
 
-catalog.yaml is what people edit. Every run of the plugin reads catalog.json instead, generated
-from it (`make catalog`, a test fails on drift): json is already imported by redis-py, and
-skipping PyYAML's import and parse saves ~13 ms of each run (make bench).
+catalog.yaml beside this file is what people edit and the single source of truth; it also holds
+the dashboard and alert definitions, which the plugin never reads. Every run of the plugin reads
+catalog.json instead, compiled from it by devtools/catalog_source.py (`make catalog`, a test
+fails on drift): json is already imported by redis-py, and skipping PyYAML's import and parse
+saves ~13 ms of each run (make bench).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-SOURCE = Path(__file__).with_name("catalog.yaml")
+SOURCE = Path(__file__).with_name("catalog.yaml")  # not shipped in the wheel
 COMPILED = Path(__file__).with_name("catalog.json")
 TYPES = ("gauge", "counter", "histogram", "info")
 UNITS = ("", "bytes", "seconds")
@@ -145,55 +145,6 @@ def parse(document: Any) -> Catalog:
     return Catalog(metrics=metrics, labels=dict(labels))
 
 
-def read_yaml(path: Path = SOURCE) -> Any:
-    import yaml  # only for the source file: the plugin itself reads the compiled JSON
-
-    return yaml.load(path.read_text(encoding="utf-8"),
-                     Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-
-
-RUNTIME_KEYS = ("version", "labels", "metrics")  # what the plugin needs; the rest is for
-# the dashboard and alert generators, which read catalog.yaml itself
-
-
-def compiled_text(path: Path = SOURCE) -> str:
-    """catalog.json's exact content for a catalog source file (validated first)."""
-    document = read_yaml(path)
-    parse(document)
-    runtime = {key: document[key] for key in RUNTIME_KEYS}
-    return json.dumps(runtime, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def load(path: Path | None = None) -> Catalog:
-    """Load a catalog source file; without a path, the one shipped with the package."""
-    return default() if path is None else parse(read_yaml(path))
-
-
 @cache
 def default() -> Catalog:
     return parse(json.loads(COMPILED.read_text(encoding="utf-8")))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m tqmon.catalog [--check]`: regenerate catalog.json, or fail if it is stale."""
-    parser = argparse.ArgumentParser(prog="python -m tqmon.catalog", description=main.__doc__)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        text = compiled_text()
-    except CatalogError as exc:
-        print(f"catalog.yaml: {exc}", file=sys.stderr)
-        return 2
-    current = COMPILED.read_text(encoding="utf-8") if COMPILED.exists() else ""
-    if args.check:
-        if current != text:
-            print("catalog.json is stale: run `make catalog`", file=sys.stderr)
-            return 1
-        return 0
-    if current != text:
-        COMPILED.write_text(text, encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

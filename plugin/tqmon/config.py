@@ -15,12 +15,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import __version__, contract
+from .schemas import SCHEMAS
 
 DEFAULT_URL = "redis://127.0.0.1:6379"
 DEFAULT_TIMEOUT = 3.0  # seconds; Telegraf's exec default timeout is 5 s
 COLLECTORS = ("nodes", "workers", "queues")
 FORMATS = ("prometheus", "openmetrics")
-SCHEMAS = ("native", "rq", "dramatiq")  # whose keys the workers and queues collectors read
 RQ_WORKER_TTL = 420.0  # rq.defaults.DEFAULT_WORKER_TTL
 DRAMATIQ_HEARTBEAT_TIMEOUT = 60.0  # dramatiq.brokers.redis.DEFAULT_HEARTBEAT_TIMEOUT (60,000 ms)
 ENV_URL, ENV_PASSWORD, ENV_CONFIG = "TQMON_REDIS_URL", "TQMON_REDIS_PASSWORD", "TQMON_CONFIG"
@@ -312,7 +312,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     schema = str(pick("schema", "native"))
     if schema not in SCHEMAS:
         raise ConfigError(f"schema must be one of {', '.join(SCHEMAS)}, not {schema!r}")
-    if schema != "native" and requeue:
+    owns_keys = SCHEMAS[schema].owns_keys
+    if requeue and not owns_keys:
         raise ConfigError(f"--requeue-orphans writes to Redis: --schema {schema} is read-only")
     dramatiq_queues = tuple(dict.fromkeys(
         _as_list(pick("dramatiq_queues", ["default"]), "dramatiq-queues")))
@@ -335,7 +336,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         prefix=prefix,
         heartbeat_ttl=heartbeat_ttl,
         dead_retention=dead_retention,
-        read_only=bool(pick("read_only", False)) or schema != "native",  # never write theirs
+        read_only=bool(pick("read_only", False)) or not owns_keys,  # never write theirs
         queues=queues,
         groups=groups,
         requeue_orphans=requeue,

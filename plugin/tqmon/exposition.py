@@ -25,7 +25,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from prometheus_client.utils import floatToGoString
 
 from .catalog import Catalog, MetricSpec
-from .collectors import Histogram, Samples
+from .model import Histogram, Samples
 
 SLICE = 10_000  # series formatted at a time: bounds memory for a 100,000-worker fleet
 CONTENT_TYPES = {

@@ -6,10 +6,12 @@ import logging
 import time
 
 from . import __version__
-from .collectors import Context, Samples, registry
+from .collectors import registry
+from .collectors.base import Context
 from .config import Config
+from .model import Samples, describe_error
 from .parallel import Deadline, run_parallel
-from .topology import describe_error, discover
+from .topology import discover
 
 log = logging.getLogger(__name__)
 

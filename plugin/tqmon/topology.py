@@ -16,6 +16,7 @@ from redis.crc import key_slot
 
 from . import connection
 from .config import Config, Target
+from .model import describe_error
 from .parallel import Deadline, run_parallel
 
 log = logging.getLogger(__name__)
@@ -167,9 +168,3 @@ def discover(config: Config, deadline: Deadline) -> Topology:
         log.warning("seed %s: %s", address, error)
     return Topology(mode=mode, nodes=tuple(nodes.values()), seed_errors=errors)
 
-
-def describe_error(exc: BaseException) -> str:
-    """One line about a failed call, naming its kind; never contains credentials."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    kind = type(exc).__name__
-    return f"{kind}: {text}" if text else kind

@@ -10,9 +10,10 @@ import logging
 from typing import Any
 
 from .. import connection
+from ..model import Samples, describe_error
 from ..parallel import run_parallel
-from ..topology import Node, describe_error, format_address
-from . import Context, Samples
+from ..topology import Node, format_address
+from .base import Context
 
 log = logging.getLogger(__name__)
 

@@ -22,15 +22,15 @@ workers.
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter
 from collections.abc import Iterator
 
 import redis
 
 from .. import connection
-from ..collectors import Context, Samples, on_key_owner, server_time
-from ..collectors.workers import MAX_LABEL, REASONS, Skips
-from . import BATCH, parse_timestamp
+from ..model import Samples
+from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
 
 WORKERS_KEY, WORKER_PREFIX = b"rq:workers", b"rq:worker:"
 QUEUES_KEY, QUEUE_PREFIX = b"rq:queues", b"rq:queue:"
@@ -48,6 +48,29 @@ STATUS = {b"busy": 1.0, b"idle": 0.0, b"started": 0.0, b"starting": 0.0, b"suspe
 WORKER = ("worker_id", "worker_name")
 GROUP = "rq"  # the `group` label of task_queue_orphaned: RQ has no consumer groups
 QUEUE_REASONS = ("bad_value", "wrong_type")
+UTC = datetime.timezone.utc
+
+
+def parse_timestamp(raw: bytes | None) -> float | None:
+    """Unix seconds from a date RQ wrote, or None if it is not one.
+
+    RQ writes `2026-11-28T10:00:00.123456Z` (utcformat); RQ before 1.0 and other tools wrote
+    it without microseconds, with an offset instead of `Z`, or with no zone at all (UTC then).
+    datetime.fromisoformat (Python 3.11) reads all of these in C, fast enough for big fleets.
+    """
+    if not raw:
+        return None
+    try:
+        text = raw.decode("ascii")
+        if text.endswith("Z"):  # Python 3.10's fromisoformat does not take the Z
+            text = text[:-1] + "+00:00"
+        parsed = datetime.datetime.fromisoformat(text)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
 
 
 def _members(client: redis.Redis, key: bytes, size: int) -> list[bytes]:
@@ -149,7 +172,7 @@ def collect_workers(ctx: Context) -> Samples:
         out, skips = Samples(), Skips()
         now, keys, batches = _read_workers(client)
         _add_workers(out, ctx, now, keys, batches, skips)
-        out.add_skipped("workers", REASONS, skips)
+        out.add_skipped("workers", WORKER_REASONS, skips)
         return out
 
     return on_key_owner(ctx, WORKERS_KEY.decode(), work)

@@ -12,15 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import redis
 
-from .. import catalog, connection, contract
-from ..topology import describe_error
-from . import Context, Histogram, Samples, on_key_owner, server_time
+from ... import catalog, connection, contract
+from ...model import Histogram, Samples, describe_error
+from ..base import MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
 
 log = logging.getLogger(__name__)
 
@@ -28,42 +27,10 @@ ZRANGE_BATCH = 5000  # registry members per ZRANGE
 HMGET_BATCH = 1000  # worker hashes per pipelined round trip
 HGETALL_MAX = 2000  # latency fields read in one reply; above that HSCAN in steps
 MAX_LATENCY_SERIES = 500
-MAX_LABEL = 256
-REASONS = ("wrong_type", "missing_hash", "bad_value", "bad_latency_field", "too_many_series",
-           "long_label", "duplicate")
 STATUS = {b"idle": 0.0, b"processing": 1.0}
 LATENCY = "task_processing_latency_seconds"
 WORKER = ("worker_id", "worker_name")
 INF = math.inf
-
-
-class Skips(Counter[str]):
-    """What this run skipped or sanitised, by reason (exported as tqmon_skipped_entries)."""
-
-    def label(self, raw: bytes | str | None) -> str:
-        """Label text from whatever bytes Redis holds: invalid UTF-8 stays visible and
-        unambiguous as \\xNN escapes (prometheus_client escapes quotes and newlines)."""
-        if raw is None:
-            return ""
-        text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
-        if len(text) > MAX_LABEL:
-            self["long_label"] += 1
-            return text[:MAX_LABEL]
-        return text
-
-    def number(self, raw: Any) -> float | None:
-        """A finite, non-negative number, or None (counted unless absent)."""
-        if raw is None:
-            return None
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            value = math.nan
-        if 0.0 <= value < INF:  # False for NaN, negatives and infinities alike
-            return value
-        self["bad_value"] += 1
-        return None
-
 
 
 def _read_head(ctx: Context, client: redis.Redis) -> tuple[float, int, Any, Any]:
@@ -256,14 +223,10 @@ def _collect(ctx: Context, client: redis.Redis) -> Samples:
                  _read_hashes(client, keys, registry))
     _add_stats(out, stats, skips)
     _add_latency(out, _read_latency(client, keys, latency_size), skips)
-    out.add_skipped("workers", REASONS, skips)
+    out.add_skipped("workers", WORKER_REASONS, skips)
     return out
 
 
 def collect(ctx: Context) -> Samples:
-    if ctx.config.schema != "native":  # RQ's or Dramatiq's own keys
-        from .. import adapters
-
-        return adapters.collect_workers(ctx)
     return on_key_owner(ctx, contract.Keys(ctx.config.prefix).workers,
                         lambda client: _collect(ctx, client))

@@ -18,10 +18,11 @@ from typing import Any
 import redis
 from redis.crc import key_slot
 
-from .. import connection, contract
-from ..parallel import run_parallel
-from ..topology import Node, describe_error
-from . import Context, Samples, on_key_owner, server_time
+from ... import connection, contract
+from ...model import Samples, describe_error
+from ...parallel import run_parallel
+from ...topology import Node
+from ..base import Context, on_key_owner, server_time
 
 log = logging.getLogger(__name__)
 
@@ -197,10 +198,6 @@ def _add_samples(out: Samples, streams: list[Stream], dead: set[bytes] | None) -
 
 
 def collect(ctx: Context) -> Samples:
-    if ctx.config.schema != "native":  # RQ's or Dramatiq's own keys
-        from .. import adapters
-
-        return adapters.collect_queues(ctx)
     by_node: dict[Node, list[tuple[str, str]]] = {}
     skips: Counter[str] = Counter()
     for priority, key in ctx.config.streams:

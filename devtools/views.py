@@ -17,7 +17,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .catalog import SOURCE, Catalog, CatalogError, MetricSpec, parse, read_yaml
+import promql_parser
+from tqmon.catalog import SOURCE, Catalog, CatalogError, MetricSpec, parse
+
+from .catalog_source import read_yaml
 
 PANEL_TYPES = ("stat", "timeseries", "state-timeline", "heatmap")
 PANEL_UNITS = ("short", "none", "bytes", "s", "ops", "cps", "percentunit")
@@ -84,22 +87,10 @@ class Views:
         return used | {m for a in self.alerts for m in a.metrics}
 
 
-# PromQL is read with a small tokenizer, enough to find the metrics and labels an expression
-# names (promtool, in the tests, is what proves it parses).
-_PROMQL_TOKEN = re.compile(r"""
-    (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)
-  | (?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?[a-zA-Z]*)
-  | (?P<var>\$\{?\w+\}?)
-  | (?P<name>[a-zA-Z_][a-zA-Z0-9_:]*)
-  | (?P<op>=~|!~|!=|==|<=|>=|[-+*/%^<>=(){}\[\],@:])
-  | (?P<space>\s+|\#[^\n]*)
-""", re.X)
-_LABEL_LISTS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
-_NOT_METRICS = _LABEL_LISTS | {
-    "bool", "and", "or", "unless", "offset", "inf", "nan", "sum", "min", "max", "avg", "group",
-    "stddev", "stdvar", "count", "count_values", "bottomk", "topk", "quantile",
-}
-_MATCH_OPS = {"=", "!=", "=~", "!~"}
+# Grafana's interval variables stand where PromQL wants a duration ([$__rate_interval]); any
+# duration reads the same metrics and labels, so the parser is shown one in their place.
+_GRAFANA_DURATION = re.compile(r"\$(__rate_interval|__interval|__range)\b|\$\{(__rate_interval|"
+                               r"__interval|__range)\}")
 
 
 @dataclass(frozen=True)
@@ -109,50 +100,28 @@ class PromQLRefs:
 
 
 def promql_refs(expr: str) -> PromQLRefs:
-    """The metric names and label names a PromQL expression uses."""
-    tokens: list[tuple[str, str]] = []
-    pos = 0
-    while pos < len(expr):
-        match = _PROMQL_TOKEN.match(expr, pos)
-        if not match:
-            raise CatalogError(f"cannot read PromQL at {expr[pos:pos + 20]!r}")
-        if match.lastgroup != "space":
-            tokens.append((match.lastgroup or "", match.group()))
-        pos = match.end()
-    texts = [text for _, text in tokens] + [""]
-
-    def until(close: str, start: int) -> tuple[set[str], int, list[int]]:
-        """Names between start and the matching close, and where each one stands."""
-        names, at, i = set(), [], start
-        while i < len(tokens) and texts[i] != close:
-            if tokens[i][0] == "name":
-                names.add(texts[i])
-                at.append(i)
-            i += 1
-        return names, i, at
-
+    """The metric names and label names a PromQL expression uses, read by promql-parser (the
+    Rust port of Prometheus's own parser): selectors in the order they appear."""
+    try:
+        tree = promql_parser.parse(_GRAFANA_DURATION.sub("5m", expr))
+    except ValueError as exc:
+        raise CatalogError(f"not PromQL: {exc}") from None
     selectors: list[tuple[str, frozenset[str]]] = []
     grouping: set[str] = set()
-    i = 0
-    while i < len(tokens):
-        kind, text = tokens[i]
-        if kind == "name" and text.lower() in _LABEL_LISTS and texts[i + 1] == "(":
-            names, i, _ = until(")", i + 2)
-            grouping |= names
-        elif text == "[":
-            _, i, _ = until("]", i + 1)
-        elif (kind == "name" and text.lower() not in _NOT_METRICS and texts[i + 1] != "(") or \
-                text == "{":
-            name = text if kind == "name" else ""
-            labels: set[str] = set()
-            if texts[i + 1 if name else i] == "{":
-                _, end, at = until("}", i + (2 if name else 1))
-                labels = {texts[j] for j in at}
-                if any(texts[j + 1] not in _MATCH_OPS for j in at):
-                    raise CatalogError(f"not label matchers: {' '.join(texts[i:end + 1])}")
-                i = end
-            selectors.append((name, frozenset(labels)))
-        i += 1
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            alternatives = [node.matchers.matchers, *node.matchers.or_matchers]
+            selectors.append((node.name or "",
+                              frozenset(m.name for group in alternatives for m in group)))
+        elif isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
+            grouping.update(node.modifier.labels)
+        elif isinstance(node, promql_parser.BinaryExpr) and node.modifier is not None:
+            if node.modifier.matching is not None:
+                grouping.update(node.modifier.matching.labels)
+            grouping.update(node.modifier.group_labels or ())
+
+    promql_parser.walk(tree, visit)
     return PromQLRefs(tuple(selectors), frozenset(grouping))
 
 
@@ -347,11 +316,11 @@ def parse_views(document: Any, overrides: Any = None) -> Views:
     for section in ("settings", "dashboard", "alerts"):
         _need(section in document, "catalog", f"the {section} section is missing")
     selector, runbook_url, params, per_alert = _settings(document["settings"], overrides)
-    try:
-        matchers = promql_refs("{" + selector + "}").selectors
+    try:  # under a name: on its own, {env=~".*"} is refused as matching everything
+        matchers = promql_refs("selector{" + selector + "}").selectors
     except CatalogError:
         matchers = ()
-    _need(len(matchers) == 1 and not matchers[0][0], "selector",
+    _need(len(matchers) == 1 and matchers[0][0] == "selector", "selector",
           'label matchers only, such as job="tqmon"')
     free = matchers[0][1]
     dash = _mapping(document["dashboard"], "dashboard",

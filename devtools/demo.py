@@ -17,9 +17,9 @@ import time
 from collections import defaultdict
 
 from prometheus_client.parser import text_string_to_metric_families
+from tqmon.streams import TaskStreams
 
-from . import devcluster, simulate
-from .streams import TaskStreams
+from . import child_env, devcluster, simulate
 
 
 def _samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -121,10 +121,10 @@ def _start_fleet(url: str) -> list[subprocess.Popen[str]]:
         pace = ["--prefetch", "8", "--task-seconds", "3"] if i == 0 else [
             "--prefetch", "2", "--task-seconds", "0.3"]
         fleet.append(subprocess.Popen(
-            [sys.executable, "-m", "tqmon.simulate", "--redis-url", url, "--cluster",
+            [sys.executable, "-m", "devtools.simulate", "--redis-url", url, "--cluster",
              "--name", f"worker-{i + 1}", "--ttl", str(TTL), "--interval", str(INTERVAL),
              "--fail-every", str(5 + i), "--consume", *pace],
-            stdout=subprocess.PIPE, text=True, start_new_session=True))
+            stdout=subprocess.PIPE, text=True, start_new_session=True, env=child_env()))
     for proc in fleet:
         proc.stdout.readline()  # "ready <id>"
     return fleet
@@ -159,7 +159,7 @@ def _produce(url: str, stop: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tqmon.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
     parser.add_argument("--quiet", action="store_true", help="print only the summaries")
     args = parser.parse_args(argv)
 

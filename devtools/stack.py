@@ -5,7 +5,7 @@ node_exporter, tqmon --listen, and a real Prometheus scraping both with the aler
 `make demo-stack` runs it until Ctrl-C (open the Prometheus UI it prints); the end-to-end tests
 drive it. Everything it starts is stopped on exit.
 
-    python -m tqmon.stack --rules build/alerts/tqmon-rules.yaml
+    python -m devtools.stack --rules build/alerts/tqmon-rules.yaml
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tqmon.streams import TaskStreams
 
-from . import devcluster, simulate
-from .streams import TaskStreams
+from . import child_env, devcluster, simulate
 
 TTL = 3  # heartbeat TTL of the simulated fleet and the tqmon runs: deaths show within seconds
 SCRAPE_SECONDS = 1
@@ -73,10 +73,10 @@ class Stack:
             pace = ["--prefetch", "8", "--task-seconds", "3"] if i == 0 else [
                 "--prefetch", "2", "--task-seconds", "0.2"]
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tqmon.simulate", "--redis-url", url, "--cluster",
+                [sys.executable, "-m", "devtools.simulate", "--redis-url", url, "--cluster",
                  "--name", f"worker-{i + 1}", "--ttl", str(TTL), "--interval", "0.5",
                  "--fail-every", str(4 + i), "--consume", *pace],
-                stdout=subprocess.PIPE, text=True, start_new_session=True)
+                stdout=subprocess.PIPE, text=True, start_new_session=True, env=child_env())
             assert proc.stdout is not None
             self.worker_ids.append(proc.stdout.readline().split()[1])  # "ready <id>"
             self.fleet.append(proc)
@@ -200,7 +200,7 @@ def running(rules: Path, **kwargs: Any) -> Iterator[Stack]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tqmon.stack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.stack", description=__doc__)
     parser.add_argument("--rules", type=Path, required=True, help="alert rules file to load")
     args = parser.parse_args(argv)
     stop = threading.Event()

@@ -25,9 +25,8 @@ from collections import Counter
 import redis
 
 from .. import connection
-from ..collectors import Context, Samples, on_key_owner, server_time
-from ..collectors.workers import MAX_LABEL, REASONS, Skips
-from . import BATCH
+from ..model import Samples
+from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
 
 WORKER = ("worker_id", "worker_name")
 GROUP = "dramatiq"  # the `group` label of task_queue_orphaned
@@ -74,7 +73,7 @@ def collect_workers(ctx: Context) -> Samples:
             alive, dead = (alive + 1, dead) if up else (alive, dead + 1)
         out.add("workers_alive", {}, float(alive))
         out.add("workers_dead", {}, float(dead))
-        out.add_skipped("workers", REASONS, skips)
+        out.add_skipped("workers", WORKER_REASONS, skips)
         return out
 
     return on_key_owner(ctx, _heartbeats(ctx), work)

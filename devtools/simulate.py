@@ -1,6 +1,6 @@
 """A simulated worker process publishing heartbeats with tqmon.heartbeat, for the demo and tests.
 
-    python -m tqmon.simulate --redis-url redis://127.0.0.1:7000 --cluster --name w1
+    python -m devtools.simulate --redis-url redis://127.0.0.1:7000 --cluster --name w1
 
 It runs fake tasks of several types and priorities (every --fail-every'th fails), prints
 `ready` once registered and `done <processed> <failed>` after --tasks tasks, then keeps beating.
@@ -19,10 +19,9 @@ import time
 from typing import Any
 
 import redis
-
-from . import contract
-from .heartbeat import REDIS_ERRORS, Heartbeat
-from .streams import TaskStreams
+from tqmon import contract
+from tqmon.heartbeat import REDIS_ERRORS, Heartbeat
+from tqmon.streams import TaskStreams
 
 TASK_TYPES = ("send_email", "resize_image", "backtest", "report")
 
@@ -34,7 +33,7 @@ def make_client(url: str, cluster: bool) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tqmon.simulate", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m devtools.simulate", description=__doc__)
     p.add_argument("--redis-url", required=True)
     p.add_argument("--cluster", action="store_true")
     p.add_argument("--name", required=True)

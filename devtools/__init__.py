@@ -1,0 +1,18 @@
+"""Development tools, in the repository and not in the wheel: throwaway Redis servers, a
+simulated worker fleet, the demo and the demo stack, and what the catalog compiler and the
+dashboard and alert generators share. Run from the checkout: the Makefile and pytest put its
+parent directory on the path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment for `python -m devtools.<tool>` in a child process, whatever its cwd."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+    return env

@@ -1,0 +1,91 @@
+"""What every collector and queue system shares: the run's context, the client for the node that
+owns a key, the server's clock, and accounting for entries skipped or sanitised."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis
+
+from .. import connection
+from ..config import Config
+from ..model import Samples
+from ..parallel import Deadline
+from ..topology import Node, Topology
+
+T = TypeVar("T")
+BATCH = 1000  # commands of one kind per pipelined round trip
+MAX_LABEL = 256  # characters of a label value read from Redis
+# tqmon_skipped_entries{collector="workers"} reasons, the same for every queue system so the
+# series and the alert on them do not depend on the schema.
+WORKER_REASONS = ("wrong_type", "missing_hash", "bad_value", "bad_latency_field",
+                  "too_many_series", "long_label", "duplicate")
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class Context:
+    config: Config
+    topology: Topology
+    deadline: Deadline
+
+
+Collect = Callable[[Context], Samples]
+
+
+def on_key_owner(ctx: Context, key: str, work: Callable[[redis.Redis], T]) -> T:
+    """Run `work` on a bytes client for the node holding `key`, following one MOVED redirect
+    (the seed's view of the cluster can trail a failover by a moment). Bytes, because keys
+    built from names read in Redis must round-trip exactly, whatever their encoding."""
+    node = ctx.topology.node_for(key)
+    if node is None:
+        raise ConnectionError(f"no reachable master is known for {key}")
+    for attempt in range(2):
+        client = connection.client(ctx.config, node.host, node.port, ctx.deadline,
+                                   tls=node.tls, decode=False)
+        try:
+            return work(client)
+        except redis.exceptions.MovedError as moved:
+            if attempt:
+                raise
+            node = Node(moved.host, moved.port, "master", tls=node.tls)
+        finally:
+            client.close()
+    raise AssertionError("unreachable")
+
+
+def server_time(reply: Any) -> float:
+    """Seconds from a TIME reply: the Redis server's clock, the same for every collector."""
+    return float(reply[0]) + float(reply[1]) / 1e6
+
+
+class Skips(Counter[str]):
+    """What this run skipped or sanitised, by reason (exported as tqmon_skipped_entries)."""
+
+    def label(self, raw: bytes | str | None) -> str:
+        """Label text from whatever bytes Redis holds: invalid UTF-8 stays visible and
+        unambiguous as \\xNN escapes (prometheus_client escapes quotes and newlines)."""
+        if raw is None:
+            return ""
+        text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
+        if len(text) > MAX_LABEL:
+            self["long_label"] += 1
+            return text[:MAX_LABEL]
+        return text
+
+    def number(self, raw: Any) -> float | None:
+        """A finite, non-negative number, or None (counted unless absent)."""
+        if raw is None:
+            return None
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = math.nan
+        if 0.0 <= value < INF:  # False for NaN, negatives and infinities alike
+            return value
+        self["bad_value"] += 1
+        return None
