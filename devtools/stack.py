@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -20,27 +19,18 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from tqmon.streams import TaskStreams
 
 from . import child_env, devcluster, simulate
+from . import services as svc
 
 TTL = 3  # heartbeat TTL of the simulated fleet and the tqmon runs: deaths show within seconds
 SCRAPE_SECONDS = 1
-
-
-def _binary(*names: str) -> str:
-    for name in names:
-        if path := shutil.which(name):
-            return path
-    raise devcluster.DevClusterError(f"{names[0]} not found: run .ci/system-deps")
 
 
 def _tqmon_env() -> dict[str, str]:
@@ -57,7 +47,7 @@ class Stack:
     fleet: list[subprocess.Popen[str]] = field(default_factory=list)
     worker_ids: list[str] = field(default_factory=list)  # the fleet's, in the same order
     services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    prometheus_url: str = ""
+    prometheus: svc.Prometheus | None = None
     listen_port: int = 0
     node_exporter_port: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -91,7 +81,7 @@ class Stack:
                                      f"127.0.0.1:{self.listen_port}"])
         self.node_exporter_port = devcluster.free_port()
         self._spawn("node-exporter", [
-            _binary("prometheus-node-exporter", "node_exporter"),
+            svc.binary("prometheus-node-exporter", "node_exporter"),
             f"--web.listen-address=127.0.0.1:{self.node_exporter_port}",
             "--collector.disable-defaults", "--collector.textfile",
             f"--collector.textfile.directory={textdir}"])
@@ -116,9 +106,7 @@ class Stack:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _spawn(self, name: str, command: list[str]) -> None:
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the process
-        self.services[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                               env=_tqmon_env(), start_new_session=True)
+        self.services[name] = svc.spawn(self.workdir, name, command, _tqmon_env())
 
     def _produce(self, url: str) -> None:
         queues = TaskStreams(simulate.make_client(url, cluster=True))
@@ -133,46 +121,25 @@ class Stack:
                     "payload": f"task-{n}"})
 
     def _start_prometheus(self) -> None:
-        port = devcluster.free_port()
         interval = f"{SCRAPE_SECONDS}s"
-        config = {
-            "global": {"scrape_interval": interval, "evaluation_interval": interval},
-            "rule_files": [str(self.rules.resolve())],
-            "scrape_configs": [
-                {"job_name": "tqmon", "scrape_timeout": interval,
-                 "static_configs": [{"targets": [f"127.0.0.1:{self.listen_port}"]}]},
-                {"job_name": "node", "scrape_timeout": interval,
-                 "static_configs": [{"targets": [f"127.0.0.1:{self.node_exporter_port}"]}]},
-            ],
-        }
-        path = self.workdir / "prometheus.yml"
-        path.write_text(yaml.safe_dump(config))
-        self._spawn("prometheus", [
-            _binary("prometheus"), f"--config.file={path}",
-            f"--storage.tsdb.path={self.workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}"])
-        self.prometheus_url = f"http://127.0.0.1:{port}"
-        devcluster.wait_for(self._ready, 30, "Prometheus ready", 0.2)
-
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.prometheus_url + "/-/ready", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        self.prometheus = svc.start_prometheus(self.workdir, [
+            {"job_name": "tqmon", "scrape_timeout": interval,
+             "static_configs": [{"targets": [f"127.0.0.1:{self.listen_port}"]}]},
+            {"job_name": "node", "scrape_timeout": interval,
+             "static_configs": [{"targets": [f"127.0.0.1:{self.node_exporter_port}"]}]},
+        ], self.rules, interval)
+        self.services["prometheus"] = self.prometheus.process
 
     # --- Prometheus HTTP API -----------------------------------------------------------------
+    @property
+    def prometheus_url(self) -> str:
+        return self.prometheus.url
+
     def api(self, path: str, **params: str) -> Any:
-        query = urllib.parse.urlencode(params)
-        with urllib.request.urlopen(f"{self.prometheus_url}/api/v1/{path}?{query}",
-                                    timeout=10) as response:
-            body = json.loads(response.read())
-        if body.get("status") != "success":
-            raise RuntimeError(f"{path} {params}: {body}")
-        return body["data"]
+        return self.prometheus.api(path, **params)
 
     def query(self, expr: str) -> list[dict[str, Any]]:
-        return self.api("query", query=expr)["result"]
+        return self.prometheus.query(expr)
 
     def held_by(self, worker_id: str) -> int:
         """Stream entries the worker holds (delivered, not acknowledged)."""
@@ -186,8 +153,7 @@ class Stack:
             client.close()
 
     def alert_states(self, name: str) -> set[str]:
-        return {a["state"] for a in self.api("alerts")["alerts"]
-                if a["labels"].get("alertname") == name}
+        return self.prometheus.alert_states(name)
 
 
 @contextlib.contextmanager

@@ -27,7 +27,13 @@ PANEL_UNITS = ("short", "none", "bytes", "s", "ops", "cps", "percentunit")
 GRAFANA_UNITS = {"": "short", "bytes": "bytes", "seconds": "s"}  # catalog unit -> Grafana unit
 PANEL_SIZES = {"stat": (3, 4)}  # default (width, height) in grid units; others (8, 8)
 SEVERITIES = ("critical", "warning", "info")
-SCRAPE_LABELS = frozenset({"job", "instance"})  # Prometheus adds them: any selector may use them
+# Labels the scrape adds (Prometheus: job, instance; Telegraf: host): any selector may use them.
+# They name the agent that reported a series, not the fact: several agents (Telegraf on every
+# host, an HA pair) report the same fleet, so every query of a fleet fact drops them first.
+AGENT_LABELS = frozenset({"job", "instance", "host"})
+# `<< fleet >> (x)`: one series per fact whoever reported it. max: agents read the same Redis, so
+# their copies agree; when one agent cannot reach a node, the one that can is believed.
+FLEET = "max without (instance, job, host)"
 # The dashboard's variables, as `sel` (every series) and `node_sel` (series with cluster_name)
 # render there; in the alert rules both are the user's selector.
 DASHBOARD_SELECTORS = {
@@ -125,6 +131,48 @@ def promql_refs(expr: str) -> PromQLRefs:
     return PromQLRefs(tuple(selectors), frozenset(grouping))
 
 
+# Aggregations that give the same answer for one copy of a series or several.
+_IDEMPOTENT = {"max", "min", "avg", "group"}
+
+
+def agent_copies(expr: str, cat: Catalog) -> list[str]:
+    """The fleet metrics in `expr` that are not first reduced to one series per fact.
+
+    Several agents report the same fleet; a fleet metric (anything not tqmon_*) must reach a
+    sum, count or comparison only through an idempotent aggregation (max, min, avg) that drops
+    every agent label. Returns the metric names read without one, in order.
+    """
+    tree = promql_parser.parse(_GRAFANA_DURATION.sub("5m", expr))
+    found: list[str] = []
+    enclosing: list[Any] = []
+
+    def drops_agents(node: Any) -> bool:
+        modifier = node.modifier
+        if str(node.op) not in _IDEMPOTENT:
+            return False
+        if modifier is None:
+            return True
+        if modifier.type == promql_parser.AggModifierType.Without:
+            return set(modifier.labels) >= AGENT_LABELS
+        return not AGENT_LABELS & set(modifier.labels)
+
+    def enter(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            name = node.name or ""
+            spec = _resolve(name, cat)
+            fleet = spec is not None and not spec[0].name.startswith("tqmon_")
+            aggregations = [n for n in enclosing if isinstance(n, promql_parser.AggregateExpr)]
+            if fleet and not (aggregations and drops_agents(aggregations[-1])):
+                found.append(name)
+        enclosing.append(node)
+
+    def leave(node: Any) -> None:
+        enclosing.pop()
+
+    promql_parser.walk(tree, enter, leave)
+    return found
+
+
 def _resolve(name: str, cat: Catalog) -> tuple[MetricSpec, set[str]] | None:
     """The catalog entry behind a series name (histograms' _bucket/_sum/_count included)."""
     if name in cat:
@@ -147,13 +195,13 @@ def check_expr(expr: str, cat: Catalog,
     if not refs.selectors:
         raise CatalogError("reads no metric")
     used: set[str] = set()
-    known = set(SCRAPE_LABELS | free_labels)
+    known = set(AGENT_LABELS | free_labels)
     for name, labels in refs.selectors:
         found = _resolve(name, cat) if name else None
         if found is None:
             raise CatalogError(f"{name or 'a selector without a name'} is not in the catalog")
         spec, extra = found
-        allowed = set(spec.labels) | extra | SCRAPE_LABELS | free_labels
+        allowed = set(spec.labels) | extra | AGENT_LABELS | free_labels
         if bad := labels - allowed:
             raise CatalogError(f"{name} has no label {', '.join(sorted(bad))}")
         used.add(spec.name)
@@ -161,6 +209,20 @@ def check_expr(expr: str, cat: Catalog,
     if bad := refs.grouping - known:
         raise CatalogError(f"groups on {', '.join(sorted(bad))}, a label none of its metrics has")
     return frozenset(used)
+
+
+def rise(series: str, window: str, step: str) -> str:
+    """PromQL for how much a counter kept in Redis rose over `window`, ignoring drops.
+
+    A failover that lost the last writes, or a restore from a backup, can lower such a counter;
+    increase() reads a drop as a reset and adds the whole new value, a burst that never
+    happened. Summing only the positive steps of `step` counts real increments, also the ones
+    after a drop.
+    """
+    return f"sum_over_time(clamp_min({series} - {series} offset {step}, 0)[{window}:{step}])"
+
+
+_FUNCTIONS = {"fleet": FLEET, "rise": rise}
 
 
 @cache
@@ -331,7 +393,7 @@ def parse_views(document: Any, overrides: Any = None) -> Views:
                                                 for e in entries),
               f"dashboard.value_maps.{map_name}", "a list of [value, text, colour]")
         value_maps[map_name] = tuple((str(v), str(t), str(c)) for v, t, c in entries)
-    context = {**DASHBOARD_SELECTORS, "p": params}
+    context = {**DASHBOARD_SELECTORS, **_FUNCTIONS, "p": params}
     rows = []
     _need(isinstance(dash["rows"], list) and bool(dash["rows"]), "dashboard.rows", "a list")
     for r, row in enumerate(dash["rows"]):
@@ -341,7 +403,7 @@ def parse_views(document: Any, overrides: Any = None) -> Views:
         rows.append((_text(row["title"], f"dashboard row {r}"), tuple(
             _panel(p, f"row {row['title']} panel {n}", context, cat, value_maps, free)
             for n, p in enumerate(row["panels"]))))
-    alert_context = {"sel": selector, "node_sel": selector, "p": params}
+    alert_context = {"sel": selector, "node_sel": selector, **_FUNCTIONS, "p": params}
     _need(isinstance(document["alerts"], list), "alerts", "must be a list")
     names = [a.get("name") for a in document["alerts"] if isinstance(a, dict)]
     _need(len(names) == len(set(names)), "alerts", "an alert name is listed twice")

@@ -203,3 +203,13 @@ def test_make_dashboards_installs_the_json_and_the_provider(tmp_path):
     assert (target / "tqmon.json").read_bytes() == DASHBOARD.read_bytes()
     provider = yaml.safe_load((target / "tqmon.yaml").read_text())
     assert provider["providers"][0]["options"]["path"] == str(target)
+
+
+def test_fleet_facts_are_deduplicated_in_every_panel(dashboard):
+    """With several agents (Telegraf on every host, an HA pair) a panel shows each fleet fact
+    once: every fleet metric goes through an idempotent aggregation that drops job, instance
+    and host before anything sums or counts it. tqmon_* self-metrics stay per agent."""
+    cat = catalog.default()
+    for p in panels(dashboard):
+        for target in p["targets"]:
+            assert views.agent_copies(target["expr"], cat) == [], (p["title"], target["expr"])

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from pathlib import Path
 
-from devtools import child_env
+from devtools import ROOT, child_env
 
 
 def _simulated_workers() -> set[str]:
+    """Simulated workers started from this checkout (other checkouts may run theirs)."""
     found = subprocess.run(["pgrep", "-f", "devtools.simulate"], capture_output=True, text=True)
-    return set(found.stdout.split())
+    ours = f"PYTHONPATH={ROOT}".encode()
+    mine = set()
+    for pid in found.stdout.split():
+        with contextlib.suppress(OSError):
+            if any(v.startswith(ours) for v in Path(f"/proc/{pid}/environ").read_bytes()
+                   .split(b"\0")):
+                mine.add(pid)
+    return mine
 
 
 def test_demo_runs_and_sees_the_killed_worker_die():

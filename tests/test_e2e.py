@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from tqmon import catalog
 
-from devtools import devcluster, stack, views
+from devtools import child_env, devcluster, stack, views
 
 ROOT = Path(__file__).parent.parent
 VARIABLES = {"$job": ".+", "$instance": ".+", "$cluster_name": "stack",
@@ -28,7 +28,7 @@ def running(tmp_path_factory):
     rules = tmp_path_factory.mktemp("rules") / "tqmon-rules.yaml"
     subprocess.run([sys.executable, str(ROOT / "alerts" / "generate.py"), "--overrides",
                     str(ROOT / "tests" / "e2e-overrides.yaml"), "--output", str(rules)],
-                   check=True)
+                   check=True, env=child_env())
     with stack.running(rules) as started:
         devcluster.wait_for(lambda: started.query('tqmon_build_info{job="tqmon"}')
                             and started.query('tqmon_build_info{job="node"}')

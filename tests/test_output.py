@@ -10,6 +10,8 @@ import time
 
 import pytest
 from helpers import TQMON, check_exposition, read_textfile, run_tqmon
+from redis import Redis
+from tqmon.heartbeat import Heartbeat
 
 
 def test_openmetrics_format(standalone):
@@ -125,3 +127,21 @@ def test_parallel_reads_dont_block_each_other(standalone, tmp_path):
         proc.communicate(timeout=10)
         assert proc.returncode == 0
     assert sorted(os.listdir(tmp_path)) == ["a.prom", "b.prom"]
+
+
+def test_self_metrics_say_when_and_how_much(standalone):
+    """tqmon_series counts the sample lines of the output, histogram buckets, sums and counts
+    included (what Datadog's max_returned_metrics counts); the timestamp is when it ended."""
+    client = Redis.from_url(standalone.url)
+    with Heartbeat(client, name="series-w") as beat:
+        beat.task_finished(0.2, task_type="t", priority="high")  # a histogram series
+        try:
+            before = time.time()
+            result = run_tqmon("--redis-url", standalone.url)
+            after = time.time()
+        finally:
+            client.delete("{tq}:latency")
+    lines = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
+    assert any(line.startswith("task_processing_latency_seconds_bucket") for line in lines)
+    assert result.value("tqmon_series") == len(lines)
+    assert before <= result.value("tqmon_last_collection_timestamp_seconds") <= after

@@ -182,3 +182,20 @@ def test_parse_views_rejects(change, message):
 def test_views_sections_stay_out_of_the_runtime_catalog():
     """catalog.json (read by every plugin run) keeps only what the plugin needs."""
     assert set(json.loads(catalog.COMPILED.read_text())) == set(catalog_source.RUNTIME_KEYS)
+
+
+@pytest.mark.parametrize(("expr", "copies"), [
+    ("sum(workers_alive)", ["workers_alive"]),  # x N agents
+    ("sum by (worker_name) (rate(worker_tasks_processed_total[5m]))",
+     ["worker_tasks_processed_total"]),
+    ("count(redis_cluster_node_up == 0)", ["redis_cluster_node_up"]),
+    ("max without (instance) (worker_up)", ["worker_up"]),  # job and host still apart
+    ("sum without (instance, job, host) (workers_alive)", ["workers_alive"]),  # adds copies
+    ("worker_up == 0", ["worker_up"]),  # one alert per agent
+    ("sum(max without (instance, job, host) (workers_alive))", []),
+    ("max by (cluster_name, state) (redis_cluster_slots)", []),
+    ("count by (hostname) (max without (instance, job, host) (worker_info))", []),
+    ("tqmon_collector_up == 0", []),  # self-metrics stay per agent
+])
+def test_agent_copies(expr, copies):
+    assert views.agent_copies(expr, catalog.default()) == copies

@@ -4,6 +4,7 @@ only the binary path, the Redis address and the textfile directory are swapped f
 from __future__ import annotations
 
 import configparser
+import math
 import os
 import re
 import shlex
@@ -18,8 +19,11 @@ from pathlib import Path
 import pytest
 import tomllib
 import yaml
-from helpers import check_exposition
+from helpers import check_exposition, run_tqmon
+from redis import Redis
 from tqmon import catalog
+from tqmon.heartbeat import Heartbeat
+from tqmon.streams import TaskStreams
 
 from devtools import devcluster
 
@@ -34,10 +38,10 @@ def server():
     started.stop()
 
 
-def _localize(command: str, server: devcluster.RedisServer, textdir: Path | None = None
-              ) -> list[str]:
+def _localize(command: str | list[str], server: devcluster.RedisServer,
+              textdir: Path | None = None) -> list[str]:
     """The recipe's command line with this machine's tqmon, Redis and textfile directory."""
-    args = shlex.split(command)
+    args = shlex.split(command) if isinstance(command, str) else list(command)
     assert args[0] == "/opt/tqmon/bin/tqmon"
     args = [sys.executable, "-m", "tqmon", *args[1:]]
     args = [server.url if a.startswith("redis://") else a for a in args]
@@ -53,23 +57,35 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def test_telegraf_exec_recipe(server):
-    config = tomllib.loads((RECIPES / "telegraf.conf").read_text())
+    text = (RECIPES / "telegraf.conf").read_text()
+    config = tomllib.loads(text)
     (plugin,) = config["inputs"]["exec"]
     assert plugin["data_format"] == "prometheus"
-    (command,) = plugin["commands"]
+    (argv,) = plugin["commands"]  # Telegraf >= 1.39: an argv array, no shell
+    assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
+    # the string form for older Telegraf, in a comment, is the same command
+    (legacy,) = re.findall(r'^ *#   commands = \["(.*)"\]$', text, re.M)
+    assert shlex.split(legacy) == argv
     telegraf_timeout = float(plugin["timeout"].removesuffix("s"))
-    tqmon_timeout = float(shlex.split(command)[shlex.split(command).index("--timeout") + 1])
+    tqmon_timeout = float(argv[argv.index("--timeout") + 1])
     assert tqmon_timeout + 1 <= telegraf_timeout  # tqmon finishes before Telegraf kills it
     env = dict(item.split("=", 1) for item in plugin["environment"])
     assert env == {"TQMON_REDIS_PASSWORD": "${TQMON_REDIS_PASSWORD}"}  # from Telegraf's env
-    assert "TQMON_REDIS_PASSWORD" not in command and PASSWORD not in command
-    proc = subprocess.run(_localize(command, server), capture_output=True, text=True,
+    assert PASSWORD not in " ".join(argv)
+    assert plugin["tagexclude"] == ["host"]
+    # names intact: the parser's default v2 layout needs metric_version = 2 on the output
+    (output,) = config["outputs"]["prometheus_client"]
+    assert output["metric_version"] == 2 and "prometheus_metric_version" not in plugin
+    assert float(output["expiration_interval"].removesuffix("s")) > float(
+        plugin["interval"].removesuffix("s"))
+    proc = subprocess.run(_localize(argv, server), capture_output=True, text=True,
                           env=_env({"TQMON_REDIS_PASSWORD": PASSWORD}),
                           timeout=telegraf_timeout)
     assert proc.returncode == 0 and proc.stderr == ""
     samples = check_exposition(proc.stdout)  # the text format Telegraf's parser reads
     assert any(s.name == "redis_cluster_node_up" and s.value == 1
                and s.labels["cluster_name"] == "prod" for s in samples)
+    assert not any(math.isnan(s.value) for s in samples)  # Telegraf would drop them
 
 
 def _unit(name: str) -> configparser.ConfigParser:
@@ -176,3 +192,30 @@ def test_datadog_recipe_covers_the_catalog():
 def test_readme_shows_the_tested_recipes_verbatim(name):
     readme = (RECIPES.parent.parent / "README.md").read_text()
     assert (RECIPES / name).read_text() in readme
+
+
+def test_datadog_recipe_sizes_max_returned_metrics(server):
+    """The recipe's formula bounds what a run emits (tqmon_series counts it exactly), and the
+    limit it sets is above the Datadog default that truncates a 250-worker fleet."""
+    text = (RECIPES / "datadog-openmetrics.yaml").read_text()
+    assert ("17 x Redis nodes + 7 x workers + 7 x streams x groups + 22 x latency series + 40"
+            in " ".join(line.strip("# ") for line in text.splitlines()))
+    (instance,) = yaml.safe_load(text)["instances"]
+    client = Redis.from_url(server.url, password=PASSWORD)
+    workers = [Heartbeat(client, name=f"dd-{n}").start() for n in range(12)]
+    try:
+        for n, beat in enumerate(workers):
+            beat.task_finished(0.1, task_type=f"type-{n % 3}", priority="high")
+        TaskStreams(client).ensure_groups()
+        result = run_tqmon("--redis-url", server.url,
+                           env={"TQMON_REDIS_PASSWORD": PASSWORD})
+    finally:
+        for beat in workers:
+            beat.stop()
+        client.delete("{tq}:latency", *(f"{{tq}}:queue:{p}" for p in ("high", "medium", "low")))
+    bound = 17 * 1 + 7 * 12 + 7 * 3 * 1 + 22 * 3 + 40
+    emitted = result.value("tqmon_series")
+    assert emitted == len([line for line in result.stdout.splitlines()
+                           if line and not line.startswith("#")])
+    assert emitted <= bound
+    assert 17 + 7 * 250 + 7 * 3 + 22 * 12 + 40 > 2000 < instance["max_returned_metrics"]

@@ -56,6 +56,17 @@ class Samples:
     def __len__(self) -> int:
         return sum(map(len, self.rows.values()))
 
+    def exposed(self) -> int:
+        """Samples the exposition will hold: a histogram is a sample per bucket, a sum and a
+        count, which is also how agents with a series limit (Datadog) count them."""
+        total = 0
+        for metric, rows in self.rows.items():
+            if catalog.default()[metric].type == "histogram":
+                total += sum(len(value.buckets) + 2 for _, value in rows)  # type: ignore[union-attr]
+            else:
+                total += len(rows)
+        return total
+
 
 def describe_error(exc: BaseException) -> str:
     """One line about a failed call, naming its kind; never contains credentials."""

@@ -50,4 +50,6 @@ def collect_once(config: Config) -> Samples:
         samples.add("tqmon_collector_up", {"collector": name}, 1.0 if ok else 0.0)
         samples.add("tqmon_collection_duration_seconds", {"collector": name}, seconds)
     samples.add("tqmon_build_info", {"version": __version__}, 1.0)
+    samples.add("tqmon_last_collection_timestamp_seconds", {}, time.time())
+    samples.add("tqmon_series", {}, float(samples.exposed() + 1))  # + this one
     return samples
