@@ -121,11 +121,18 @@ POPULATE = """
 local now = tonumber(redis.call('TIME')[1])
 for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do
   local id = 'host-' .. (i % 500) .. '-' .. (10000 + i) .. '-' .. string.format('%08x', i)
-  redis.call('HSET', KEYS[2] .. id, 'name', 'production_worker_' .. i,
+  local pool = 'service' .. (i % 20) .. '_worker'
+  local busy = i % 3 ~= 0
+  redis.call('HSET', KEYS[2] .. id, 'name', pool .. '_' .. i,
     'hostname', 'host-' .. (i % 500), 'pid', 10000 + i, 'started_at', now - 3600,
-    'status', (i % 3 == 0) and 'idle' or 'processing',
-    'tasks_processed', i * 7, 'tasks_failed', i % 13)
+    'status', busy and 'processing' or 'idle',
+    'tasks_processed', i * 7, 'tasks_failed', i % 13, 'pool', pool)
   redis.call('ZADD', KEYS[1], now, id)
+  redis.call('SADD', KEYS[3], pool)
+  redis.call('ZADD', ARGV[3] .. pool .. ':workers', now, id)
+  if busy then redis.call('ZADD', ARGV[3] .. pool .. ':busy', now, id) end
+  redis.call('HINCRBY', KEYS[4], 'processed|' .. pool, i * 7)
+  redis.call('HINCRBY', KEYS[4], 'failed|' .. pool, i % 13)
 end
 """
 # Windows from the top down: a re-scored member moves to the end, below which nothing is left
@@ -134,22 +141,32 @@ REBEAT = """
 local t = redis.call('TIME')
 local now = string.format('%d.%06d', t[1], t[2])
 local members = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])
-for _, m in ipairs(members) do redis.call('ZADD', KEYS[1], now, m) end
+for _, m in ipairs(members) do
+  redis.call('ZADD', KEYS[1], now, m)
+  local pool = redis.call('HGET', ARGV[3] .. m, 'pool')
+  if pool then
+    redis.call('ZADD', ARGV[4] .. pool .. ':workers', now, m)
+    redis.call('ZADD', ARGV[4] .. pool .. ':busy', 'XX', now, m)
+  end
+end
 """
 
 
 def populate(client, count: int) -> None:
-    """`count` workers the way tqmon.heartbeat registers them (hash fields and registry)."""
+    """`count` workers in 20 pools the way tqmon.heartbeat registers them (hash fields,
+    registry, the pools' registries and counters; two in three busy)."""
     keys = contract.Keys()
     for start in range(0, count, 5000):
-        client.eval(POPULATE, 2, keys.workers, keys.worker_prefix, start,
-                    min(count, start + 5000) - 1)
+        client.eval(POPULATE, 4, keys.workers, keys.worker_prefix, keys.pools,
+                    keys.pool_stats, start, min(count, start + 5000) - 1, keys.pool_prefix)
 
 
 def rebeat(client, count: int) -> None:
     """Every worker beats now, so all are alive for the next run."""
     for start in reversed(range(0, count, 5000)):
-        client.eval(REBEAT, 1, contract.Keys().workers, start, start + 4999)
+        keys = contract.Keys()
+        client.eval(REBEAT, 1, keys.workers, start, start + 4999, keys.worker_prefix,
+                    keys.pool_prefix)
 
 
 def bench_workers(cluster: devcluster.Cluster, sizes: list[int], runs: int,
@@ -159,25 +176,31 @@ def bench_workers(cluster: devcluster.Cluster, sizes: list[int], runs: int,
     node = owner_client.get_node_from_key(keys.workers)
     owner = cluster.by_address(f"{node.host}:{node.port}")
     tqmon = [sys.executable, "-m", "tqmon", "--redis-url", cluster.urls[0], "--timeout", "30"]
-    print("\n== Workers: all alive, keys on one node, default collectors (nodes + workers)")
-    print(f"{'workers':>8} {'collect':>10} {'whole run':>10} {'ratio':>6} {'peak RSS':>9}"
-          f"  commands on the fleet's node per run")
+    print("\n== Workers: all alive, 20 pools, keys on one node, default collectors "
+          "(nodes + workers)")
+    print(f"{'workers':>8} {'cap':>7} {'collect':>9} {'whole run':>10} {'ratio':>6} "
+          f"{'peak RSS':>9} {'series':>8}  commands on the fleet's node per run")
     for size in sizes:
         client = owner.client(protocol=2)
         client.flushall()
         populate(client, size)
-        collects, wholes, rss = [], [], []
-        for _ in range(runs):
+        for cap in ("default", "all"):
+            command = tqmon if cap == "default" else [*tqmon, "--max-worker-series", "all"]
+            collects, wholes, rss = [], [], []
+            for _ in range(runs):
+                rebeat(client, size)
+                seconds, out, peak = run(command)
+                collects.append(collection_seconds(out)["workers"])
+                wholes.append(seconds)
+                rss.append(peak)
+            series = next(int(s.value) for f in text_string_to_metric_families(out)
+                          for s in f.samples if s.name == "tqmon_series")
             rebeat(client, size)
-            seconds, out, peak = run(tqmon)
-            collects.append(collection_seconds(out)["workers"])
-            wholes.append(seconds)
-            rss.append(peak)
-        rebeat(client, size)
-        delta = commands_of_one_run([owner], tqmon)[owner.address]
-        whole = statistics.median(wholes)
-        print(f"{size:>8} {statistics.median(collects) * 1000:>8.0f}ms {whole * 1000:>8.0f}ms "
-              f"{whole / floor:>6.2f} {max(rss):>6.0f}MiB  {_fmt(delta)}")
+            delta = commands_of_one_run([owner], command)[owner.address]
+            whole = statistics.median(wholes)
+            print(f"{size:>8} {cap:>7} {statistics.median(collects) * 1000:>7.0f}ms "
+                  f"{whole * 1000:>8.0f}ms {whole / floor:>6.2f} {max(rss):>6.0f}MiB "
+                  f"{series:>8}  {_fmt(delta)}", flush=True)
     owner.client().flushall()
 
 

@@ -36,6 +36,10 @@ class Result:
         assert len(found) == 1, f"{metric}{labels}: {len(found)} samples\n{self.stderr}"
         return found[0]
 
+    def total(self, metric: str, **labels: str) -> float:
+        """The sum over the matching series: e.g. workers_alive over every pool."""
+        return sum(self.values(metric, **labels))
+
     def series(self, metric: str) -> list[dict[str, str]]:
         return [dict(s.labels) for s in self.samples if s.name == metric]
 

@@ -103,13 +103,13 @@ def test_every_alert_has_severity_annotations_and_a_runbook_section(rules):
 
 
 def test_high_task_failure_rate_is_a_ratio_with_a_volume_guard(rules):
-    """failed / finished over the window, not the original's rate(failed) > 0.1."""
+    """failed / finished over the window, per pool, not the original's rate(failed) > 0.1."""
     (rule,) = [r for r in rules if r["alert"] == "HighTaskFailureRate"]
     expr = " ".join(rule["expr"].split())
-    failed = "(worker_tasks_failed_total{"
-    processed = "(worker_tasks_processed_total{"
+    failed = "(worker_pool_tasks_failed_total{"
+    processed = "(worker_pool_tasks_processed_total{"
     assert expr.index(failed) < expr.index(" / ") < expr.index(processed)
-    assert re.search(r"\) > 0\.1 and .*worker_tasks_processed_total.* >= 20$", expr)
+    assert re.search(r"\) > 0\.1 and .*worker_pool_tasks_processed_total.* >= 20$", expr)
     assert "rate(" not in expr
 
 

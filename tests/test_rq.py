@@ -54,7 +54,7 @@ def test_rq_workers_jobs_death_and_read_only(standalone, processes):
     assert sorted(s["worker_id"] for s in result.series("worker_up")) == ["w1", "w2", "w3"]
     assert all(_up(result, name) == 1 for name in ("w1", "w2", "w3"))
     assert sum(result.values("worker_tasks_failed_total")) == 3
-    assert result.value("workers_alive") == 3 and result.value("workers_dead") == 0
+    assert result.total("workers_alive") == 3 and result.total("workers_dead") == 0
     assert set(result.values("worker_current_status")) <= {0.0, 1.0}
     assert all(0 <= v < 60 for v in result.values("worker_uptime_seconds"))
     assert all(0 <= v <= TTL for v in result.values("worker_heartbeat_age_seconds"))
@@ -81,7 +81,7 @@ def test_rq_workers_jobs_death_and_read_only(standalone, processes):
     # ttl (1 s job monitoring interval while busy) + allowance + a poll's time
     assert time.monotonic() - killed_at < 1 + 2.1 + 3
     assert all(_up(result, n) == 1 for n in ("w1", "w2", "w3") if n != busy_name)
-    assert result.value("workers_dead") == 1 and result.value("workers_alive") == 2
+    assert result.total("workers_dead") == 1 and result.total("workers_alive") == 2
     assert sum(result.values("worker_tasks_processed_total")) == 9  # the dead one's count stays
     assert result.value("task_queue_registry_jobs", priority="work", registry="started") == 1
     assert client.sismember("rq:workers", f"rq:worker:{busy_name}")

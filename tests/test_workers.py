@@ -37,7 +37,7 @@ def test_alive_workers_counts_uptime_status_and_latency(standalone, workers):
         assert 0 <= result.value("worker_uptime_seconds", **labels) <= \
             time.time() - worker.started + 1
         assert result.value("worker_heartbeat_age_seconds", **labels) < 1
-    assert result.value("workers_alive") == 2 and result.value("workers_dead") == 0
+    assert result.total("workers_alive") == 2 and result.total("workers_dead") == 0
     assert result.value("dead_workers_detected_total") == 0
     counts = result.values("task_processing_latency_seconds_count")
     assert sum(counts) == 12
@@ -48,7 +48,7 @@ def test_sigkilled_worker_is_dead_within_ttl_and_counted_once(standalone, worker
     alive = Worker(standalone.url, "survivor")
     victim = Worker(standalone.url, "victim")
     workers += [alive, victim]
-    assert tqmon(standalone.url).value("workers_alive") == 2
+    assert tqmon(standalone.url).total("workers_alive") == 2
     victim.signal(signal.SIGKILL)
     killed_at = time.monotonic()
     while tqmon(standalone.url).value("worker_up", worker_name="victim") == 1:
@@ -58,7 +58,7 @@ def test_sigkilled_worker_is_dead_within_ttl_and_counted_once(standalone, worker
         result = tqmon(standalone.url)
         assert result.value("dead_workers_detected_total") == 1
     assert result.value("worker_up", worker_name="survivor") == 1
-    assert result.value("workers_dead") == 1
+    assert result.total("workers_dead") == 1
     assert standalone.client().zscore("{tq}:workers:dead", victim.worker_id) is not None
 
 
@@ -128,14 +128,14 @@ def test_read_only_as_acl_user_without_writes():
         result = tqmon(server.url, "--username", "reader", "--read-only", env=env,
                        secret="reader-pw")
         assert result.returncode == 0 and result.stderr == ""
-        assert result.value("workers_alive") == 1 and result.value("workers_dead") == 3
+        assert result.total("workers_alive") == 1 and result.total("workers_dead") == 3
         assert result.value("dead_workers_detected_total") == 0  # reported, not recorded
         assert _digest(client) == before
         # without --read-only the same user cannot record deaths: a warning, metrics anyway
         result = tqmon(server.url, "--username", "reader", env=env)
         assert "detection not recorded" in result.stderr
         assert "no permissions to run the 'eval' command" in result.stderr
-        assert result.value("workers_dead") == 3
+        assert result.total("workers_dead") == 3
         assert _digest(client) == before
     finally:
         server.stop()
@@ -148,7 +148,7 @@ def test_read_only_changes_nothing(standalone):
     time.sleep(float(TTL) + 0.2)
     before = _digest(client)
     result = tqmon(standalone.url, "--read-only")
-    assert result.value("workers_dead") == 5
+    assert result.total("workers_dead") == 5
     assert _digest(client) == before
 
 
@@ -263,14 +263,14 @@ def test_documented_acls_are_enough(workers):
         env = {"TQMON_REDIS_PASSWORD": "pw"}
         result = tqmon(server.url, "--username", "tqmon", env=env)
         assert result.stderr == ""
-        assert result.value("workers_alive") == 1 and result.value("workers_dead") == 2
+        assert result.total("workers_alive") == 1 and result.total("workers_dead") == 2
         assert result.value("dead_workers_detected_total") == 2
         assert result.value("worker_tasks_failed_total", worker_name="acl-worker") == 1
         read_only = _acl("ACL SETUSER tqmon")[:_acl("ACL SETUSER tqmon").index("+eval")]
         server.client().acl_setuser("tqmon", reset=True)
         server.client().execute_command("ACL", "SETUSER", *read_only)
         result = tqmon(server.url, "--username", "tqmon", "--read-only", env=env)
-        assert result.stderr == "" and result.value("workers_dead") == 2
+        assert result.stderr == "" and result.total("workers_dead") == 2
     finally:
         server.stop()
 

@@ -27,7 +27,7 @@ def test_workers_through_the_cluster(cluster):
         for worker in workers:
             assert worker.wait_done() == (3, 0)
         result = run_tqmon("--redis-url", cluster.urls[4], "--heartbeat-ttl", "2")
-        assert result.value("workers_alive") == 3
+        assert result.total("workers_alive") == 3
         assert sum(result.values("worker_tasks_processed_total")) == 9
         keys = contract.Keys()
         owner = _owner(cluster, keys.workers)
@@ -49,7 +49,7 @@ def test_worker_collection_survives_failover_of_the_slot_master():
         owner = _owner(cluster, contract.Keys().workers)
         seed = next(s for s in cluster.servers if s is not owner)
         args = ("--redis-url", seed.url, "--heartbeat-ttl", "6", "--timeout", "2")
-        assert run_tqmon(*args).value("workers_alive") == 2
+        assert run_tqmon(*args).total("workers_alive") == 2
         replica_of_owner = next(s for s in cluster.replicas()
                                 if s.client().info("replication")["master_port"] == owner.port)
         owner.kill()
@@ -64,7 +64,7 @@ def test_worker_collection_survives_failover_of_the_slot_master():
         while True:  # the seed learns the new master within a few node timeouts
             after = run_tqmon(*args)
             if after.value("tqmon_collector_up", collector="workers") == 1 \
-                    and after.value("workers_alive") == 2:
+                    and after.total("workers_alive") == 2:
                 break
             assert time.monotonic() < end, after.stderr
             time.sleep(0.3)

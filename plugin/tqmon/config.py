@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ DEFAULT_URL = "redis://127.0.0.1:6379"
 DEFAULT_TIMEOUT = 3.0  # seconds; Telegraf's exec default timeout is 5 s
 COLLECTORS = ("nodes", "workers", "queues")
 FORMATS = ("prometheus", "openmetrics")
+MAX_WORKER_SERIES = 1000
 RQ_WORKER_TTL = 420.0  # rq.defaults.DEFAULT_WORKER_TTL
 DRAMATIQ_HEARTBEAT_TIMEOUT = 60.0  # dramatiq.brokers.redis.DEFAULT_HEARTBEAT_TIMEOUT (60,000 ms)
 ENV_URL, ENV_PASSWORD, ENV_CONFIG = "TQMON_REDIS_URL", "TQMON_REDIS_PASSWORD", "TQMON_CONFIG"
@@ -63,6 +65,8 @@ class Config:
     collectors: tuple[str, ...] = COLLECTORS
     prefix: str = contract.DEFAULT_PREFIX
     heartbeat_ttl: float = 30.0
+    max_worker_series: int | None = MAX_WORKER_SERIES  # None: no cap
+    worker_pool_pattern: re.Pattern[str] = re.compile(contract.DEFAULT_POOL_PATTERN, re.S)
     dead_retention: float = 3600.0
     read_only: bool = False
     queues: tuple[tuple[str, str], ...] = ()  # (priority label, stream key); () = contract's
@@ -130,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dead-retention", metavar="SECONDS", type=float,
                    help="report dead workers as worker_up 0 this long, then prune them "
                    "(default 3600)")
+    p.add_argument("--max-worker-series", metavar="N",
+                   help="per-worker series for at most N workers, dead ones first (default "
+                   f"{MAX_WORKER_SERIES}; 0: none; all: no cap); pools always count everyone")
+    p.add_argument("--worker-pool-pattern", metavar="REGEX",
+                   help="a worker's pool is the first group of REGEX on its name, when the "
+                   "worker names none (default: the name without a trailing instance number)")
     p.add_argument("--read-only", action="store_true",
                    help="write nothing to Redis: deaths are reported, not recorded or pruned")
     p.add_argument("--queue", metavar="NAME=STREAM", action="append",
@@ -309,6 +319,14 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if requeue and bool(pick("read_only", False)):
         raise ConfigError("--requeue-orphans writes to Redis: it cannot go with --read-only")
     dead_retention = _positive(pick("dead_retention", 3600.0), "dead-retention")
+    max_worker_series = _max_series(pick("max_worker_series", MAX_WORKER_SERIES))
+    raw_pattern = pick("worker_pool_pattern", contract.DEFAULT_POOL_PATTERN)
+    try:
+        pool_pattern = re.compile(str(raw_pattern), re.S)
+    except re.error as exc:
+        raise ConfigError(f"--worker-pool-pattern: {exc}") from None
+    if pool_pattern.groups < 1:
+        raise ConfigError("--worker-pool-pattern needs a group: the pool is its first group")
     schema = str(pick("schema", "native"))
     if schema not in SCHEMAS:
         raise ConfigError(f"schema must be one of {', '.join(SCHEMAS)}, not {schema!r}")
@@ -335,6 +353,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         collectors=collectors,
         prefix=prefix,
         heartbeat_ttl=heartbeat_ttl,
+        max_worker_series=max_worker_series,
+        worker_pool_pattern=pool_pattern,
         dead_retention=dead_retention,
         read_only=bool(pick("read_only", False)) or not owns_keys,  # never write theirs
         queues=queues,
@@ -379,4 +399,17 @@ def _positive(value: Any, what: str) -> float:
         raise ConfigError(f"{what} must be a number of seconds") from None
     if not number > 0 or number == float("inf"):
         raise ConfigError(f"{what} must be a positive number of seconds")
+    return number
+
+
+def _max_series(value: Any) -> int | None:
+    """--max-worker-series: a count of workers, or `all` for no cap."""
+    if str(value).strip().lower() == "all":
+        return None
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = -1
+    if number < 0 or isinstance(value, bool):
+        raise ConfigError(f"--max-worker-series must be a count of workers or all, not {value!r}")
     return number

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 VERSION = 1
 DEFAULT_PREFIX = "tq"
 PRIORITIES = ("high", "medium", "low")
-WORKER_FIELDS = ("name", "hostname", "started_at", "status", "tasks_processed", "tasks_failed")
+WORKER_FIELDS = ("name", "hostname", "started_at", "status", "tasks_processed", "tasks_failed",
+                 "pool")
 STAT_FIELDS = ("dead_workers_detected", "tasks_reassigned")
 DETECT_LIMIT = 1000  # workers a detection run examines or prunes: keeps the script ~1 ms
 
@@ -59,6 +61,42 @@ class Keys:
 
     def queue(self, priority: str) -> str:
         return f"{self.tag}:queue:{priority}"
+
+    # v1.1, optional: written by helpers that record their pool; read when present
+    @property
+    def pools(self) -> str:
+        """SET of the pools with registered workers."""
+        return f"{self.tag}:pools"
+
+    @property
+    def pool_prefix(self) -> str:
+        return f"{self.tag}:pool:"
+
+    def pool_workers(self, pool: str) -> str:
+        """ZSET worker id -> last heartbeat, of the pool's registered workers."""
+        return f"{self.pool_prefix}{pool}:workers"
+
+    def pool_busy(self, pool: str) -> str:
+        """ZSET worker id -> last heartbeat, of the pool's workers processing a task."""
+        return f"{self.pool_prefix}{pool}:busy"
+
+    @property
+    def pool_stats(self) -> str:
+        """HASH `processed|<pool>`, `failed|<pool>`: each pool's monotonic task counters."""
+        return f"{self.tag}:pool_stats"
+
+
+# --- pools -------------------------------------------------------------------------------------
+# A pool is a group of interchangeable workers. A worker names it, or it is its name without a
+# trailing instance number (`production_worker_12` -> `production_worker`): the first group of
+# this pattern, the whole name when it does not match or the group is empty.
+DEFAULT_POOL_PATTERN = r"^(.*?)[-_.:@]*\d+$"
+_DEFAULT_POOL = re.compile(DEFAULT_POOL_PATTERN, re.S)
+
+
+def pool_of(name: str, pattern: re.Pattern[str] = _DEFAULT_POOL) -> str:
+    match = pattern.match(name)
+    return (match.group(1) if match and match.groups() else "") or name
 
 
 # --- latency histogram fields ------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
     from tqmon.heartbeat import Heartbeat            # AsyncHeartbeat for asyncio
     hb = Heartbeat(client, name="production_worker_1", worker_id=None, prefix="tq",
-                   ttl=30, interval=10)
+                   ttl=30, interval=10, pool=None)  # pool: production_worker (the name
+                                                     # without its instance number) unless given
     hb.start()                          # register + beat in the background
     hb.task_started(task_id=None)       # status -> processing
     hb.task_finished(duration_seconds, ok=True, task_type="default", priority="medium")
@@ -38,7 +39,7 @@ REDIS_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException, OSErro
 class _Base:
     def __init__(self, client: Any, name: str, worker_id: str | None = None,
                  prefix: str = contract.DEFAULT_PREFIX, ttl: float = 30,
-                 interval: float = 10) -> None:
+                 interval: float = 10, pool: str | None = None) -> None:
         if interval <= 0 or ttl <= interval:
             raise ValueError("need 0 < interval < ttl, so that one late beat is not a death")
         self.client = client
@@ -47,6 +48,7 @@ class _Base:
         self.ttl = ttl
         self.interval = interval
         self.keys = contract.Keys(contract.check_prefix(prefix))
+        self.pool = pool or contract.pool_of(name)
         self.tasks_processed = 0
         self.tasks_failed = 0
         self._bounds = catalog.default()[LATENCY_METRIC].buckets
@@ -60,11 +62,18 @@ class _Base:
 
     @property
     def _membership_keys(self) -> list[str]:
-        return [self.keys.workers, self.keys.dead, self.keys.worker(self.worker_id)]
+        return [self.keys.workers, self.keys.dead, self.keys.worker(self.worker_id),
+                self.keys.pool_workers(self.pool), self.keys.pool_busy(self.pool)]
 
     def _register_args(self) -> tuple[list[str], list[Any]]:
-        return self._membership_keys, [self.worker_id, self.name, socket.gethostname(),
-                                       os.getpid(), self.tasks_processed, self.tasks_failed]
+        return [*self._membership_keys[:3], self.keys.pools,
+                self.keys.pool_workers(self.pool)], [
+            self.worker_id, self.name, socket.gethostname(), os.getpid(),
+            self.tasks_processed, self.tasks_failed, self.pool]
+
+    def _started_args(self, task_id: str | None) -> tuple[list[str], list[Any]]:
+        return ([self.keys.worker(self.worker_id), self.keys.workers,
+                 self.keys.pool_busy(self.pool)], [task_id or "", self.worker_id])
 
     def _finished_args(self, duration: float, ok: bool, task_type: str,
                        priority: str) -> tuple[list[str], list[Any]]:
@@ -72,8 +81,9 @@ class _Base:
         self.tasks_failed += 0 if ok else 1
         duration = max(0.0, float(duration))
         fields = contract.latency_fields(task_type, priority, duration, self._bounds)
-        return ([self.keys.worker(self.worker_id), self.keys.latency],
-                [1 if ok else 0, repr(duration), *fields])
+        return ([self.keys.worker(self.worker_id), self.keys.latency, self.keys.pool_stats,
+                 self.keys.pool_busy(self.pool)],
+                [1 if ok else 0, repr(duration), *fields, self.pool, self.worker_id])
 
 
 class Heartbeat(_Base):
@@ -81,8 +91,8 @@ class Heartbeat(_Base):
 
     def __init__(self, client: redis.Redis, name: str, worker_id: str | None = None,
                  prefix: str = contract.DEFAULT_PREFIX, ttl: float = 30,
-                 interval: float = 10) -> None:
-        super().__init__(client, name, worker_id, prefix, ttl, interval)
+                 interval: float = 10, pool: str | None = None) -> None:
+        super().__init__(client, name, worker_id, prefix, ttl, interval, pool)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -111,7 +121,7 @@ class Heartbeat(_Base):
         return self
 
     def task_started(self, task_id: str | None = None) -> None:
-        self._call("started", [self.keys.worker(self.worker_id)], [task_id or ""])
+        self._call("started", *self._started_args(task_id))
 
     def task_finished(self, duration_seconds: float, ok: bool = True,
                       task_type: str = "default", priority: str = "medium") -> None:
@@ -122,7 +132,8 @@ class Heartbeat(_Base):
         if self._thread is not None:
             self._thread.join(timeout=self.interval + 5)
             self._thread = None
-        self._call("deregister", self._membership_keys, [self.worker_id])
+        self._call("deregister", [*self._membership_keys, self.keys.pools],
+                   [self.worker_id, self.pool])
 
     def __enter__(self) -> Heartbeat:
         return self.start()
@@ -136,8 +147,8 @@ class AsyncHeartbeat(_Base):
 
     def __init__(self, client: Any, name: str, worker_id: str | None = None,
                  prefix: str = contract.DEFAULT_PREFIX, ttl: float = 30,
-                 interval: float = 10) -> None:
-        super().__init__(client, name, worker_id, prefix, ttl, interval)
+                 interval: float = 10, pool: str | None = None) -> None:
+        super().__init__(client, name, worker_id, prefix, ttl, interval, pool)
         self._task: asyncio.Task[None] | None = None
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
@@ -162,7 +173,7 @@ class AsyncHeartbeat(_Base):
         return self
 
     async def task_started(self, task_id: str | None = None) -> None:
-        await self._call("started", [self.keys.worker(self.worker_id)], [task_id or ""])
+        await self._call("started", *self._started_args(task_id))
 
     async def task_finished(self, duration_seconds: float, ok: bool = True,
                             task_type: str = "default", priority: str = "medium") -> None:
@@ -175,7 +186,8 @@ class AsyncHeartbeat(_Base):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._call("deregister", self._membership_keys, [self.worker_id])
+        await self._call("deregister", [*self._membership_keys, self.keys.pools],
+                   [self.worker_id, self.pool])
 
     async def __aenter__(self) -> AsyncHeartbeat:
         return await self.start()

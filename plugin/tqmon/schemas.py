@@ -17,10 +17,12 @@ class Schema:
     module: str  # provides collect_workers(ctx) and collect_queues(ctx)
     owns_keys: bool  # tqmon's own contract: it may write (detection, requeue); others are
     # read as they are, never written
+    caps_workers: bool = False  # reports pools and applies --max-worker-series itself (reading
+    # only the chosen workers); otherwise it reports every worker and collectors.fleet does both
 
 
 SCHEMAS: dict[str, Schema] = {
-    "native": Schema("tqmon.collectors.native", owns_keys=True),
+    "native": Schema("tqmon.collectors.native", owns_keys=True, caps_workers=True),
     "rq": Schema("tqmon.collectors.rq", owns_keys=False),
     "dramatiq": Schema("tqmon.collectors.dramatiq", owns_keys=False),
 }

@@ -10,12 +10,17 @@ import importlib
 
 from ..model import Samples
 from ..schemas import SCHEMAS
-from . import nodes
+from . import fleet, nodes
 from .base import Collect, Context
 
 
 def _workers(ctx: Context) -> Samples:
-    return importlib.import_module(SCHEMAS[ctx.config.schema].module).collect_workers(ctx)
+    schema = SCHEMAS[ctx.config.schema]
+    samples = importlib.import_module(schema.module).collect_workers(ctx)
+    if schema.caps_workers:
+        return samples
+    return fleet.cap_reported(samples, ctx.config.max_worker_series,
+                              ctx.config.worker_pool_pattern)
 
 
 def _queues(ctx: Context) -> Samples:

@@ -62,7 +62,6 @@ def collect_workers(ctx: Context) -> Samples:
         up_rows = out.series("worker_up", WORKER)
         age_rows = out.series("worker_heartbeat_age_seconds", WORKER)
         info_rows = out.series("worker_info", (*WORKER, "hostname"))
-        alive = dead = 0
         for raw_id, raw_ms in beats:
             worker_id = skips.label(raw_id)
             age = max(0.0, now - float(raw_ms) / 1000)
@@ -70,9 +69,6 @@ def collect_workers(ctx: Context) -> Samples:
             up_rows.append(((worker_id, worker_id), 1.0 if up else 0.0))
             age_rows.append(((worker_id, worker_id), age))
             info_rows.append(((worker_id, worker_id, ""), 1.0))  # Dramatiq records no host
-            alive, dead = (alive + 1, dead) if up else (alive, dead + 1)
-        out.add("workers_alive", {}, float(alive))
-        out.add("workers_dead", {}, float(dead))
         out.add_skipped("workers", WORKER_REASONS, skips)
         return out
 

@@ -112,7 +112,6 @@ def _add_workers(out: Samples, ctx: Context, now: float, keys: list[bytes],
     queue_rows = out.series("worker_queue_info", (*WORKER, "priority"))
     number, label = skips.number, skips.label
     default_ttl = ctx.config.rq_worker_ttl
-    alive = dead = 0
     for batch, replies in batches:
         for index, key in enumerate(batch):
             fields, pttl = replies[2 * index], replies[2 * index + 1]
@@ -125,7 +124,6 @@ def _add_workers(out: Samples, ctx: Context, now: float, keys: list[bytes],
             if broken or pttl == -2 or not any(fields):  # the hash expired: the worker died
                 skips["wrong_type" if broken else "missing_hash"] += 1
                 rows["worker_up"].append((labels, 0.0))
-                dead += 1
                 continue
             state, birth, beat, succeeded, failed, queues, hostname = fields
             last = parse_timestamp(beat)
@@ -151,9 +149,7 @@ def _add_workers(out: Samples, ctx: Context, now: float, keys: list[bytes],
             if bad is not None:
                 rows["worker_tasks_failed_total"].append((labels, bad))
             if not up:
-                dead += 1
                 continue
-            alive += 1
             if (born := parse_timestamp(birth)) is not None:
                 rows["worker_uptime_seconds"].append((labels, max(0.0, now - born)))
             elif birth is not None:
@@ -163,8 +159,6 @@ def _add_workers(out: Samples, ctx: Context, now: float, keys: list[bytes],
                     rows["worker_current_status"].append((labels, STATUS[state]))
                 else:
                     skips["bad_value"] += 1
-    out.add("workers_alive", {}, float(alive))
-    out.add("workers_dead", {}, float(dead))
 
 
 def collect_workers(ctx: Context) -> Samples:

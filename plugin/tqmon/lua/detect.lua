@@ -1,7 +1,11 @@
 -- DETECT: the collector's dead-worker detection, run on every collection unless --read-only.
 -- KEYS[1] workers registry  KEYS[2] dead set  KEYS[3] stats hash
+-- KEYS[4] pool names (SET; optional, v1.1)
 -- ARGV[1] heartbeat ttl (s)  ARGV[2] dead retention (s)  ARGV[3] worker hash prefix
 -- ARGV[4] limit (workers examined or pruned per run: keeps the script ~1 ms)
+-- ARGV[5] pool key prefix (optional, v1.1: a pruned worker leaves its pool's registry and
+-- busy set, `<prefix><pool>:workers` and `:busy`, in this slot too; a pool left empty leaves
+-- the pool names)
 -- Returns {now, newly dead, pruned}.
 --
 -- Exactly once: a worker is counted when ZADD NX puts it into the dead set, which a script run
@@ -33,6 +37,14 @@ for _, id in ipairs(expired) do
   local beat = redis.call('ZSCORE', KEYS[1], id)
   if not beat or tonumber(beat) < cutoff then
     redis.call('ZREM', KEYS[1], id)
+    local pool = ARGV[5] and redis.call('HGET', ARGV[3] .. id, 'pool')
+    if pool then
+      redis.call('ZREM', ARGV[5] .. pool .. ':workers', id)
+      redis.call('ZREM', ARGV[5] .. pool .. ':busy', id)
+      if KEYS[4] and redis.call('ZCARD', ARGV[5] .. pool .. ':workers') == 0 then
+        redis.call('SREM', KEYS[4], pool)
+      end
+    end
     redis.call('DEL', ARGV[3] .. id)
     pruned = pruned + 1
   end

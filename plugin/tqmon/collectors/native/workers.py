@@ -1,10 +1,16 @@
 """Worker health from the native heartbeat contract, and exactly-once dead-worker detection.
 
 All contract keys share the `{P}` hash tag, so this talks to one node, in a few round trips
-whatever the fleet size: (1) detection script, TIME, registry size, stats, latency size;
-(2) the registry in ZRANGE batches, and the latency hash; (3+) the worker hashes, HMGET in
-pipelined batches, each turned into rows as it arrives. No KEYS, no round trip per worker, no
-reply larger than a batch: HMGET reads only the contract's fields, however large a hash grew.
+whatever the fleet size: (1) detection script, TIME, registry size, stats, pool counters and
+the sizes of the latency hash and the rosters; (2) the registry in ZRANGE batches, and the
+latency hash; (3+) the worker hashes, HMGET in pipelined batches, each turned into rows as it
+arrives. No KEYS, no round trip per worker, no reply larger than a batch: HMGET reads only the
+contract's fields, however large a hash grew.
+
+When the fleet is larger than --max-worker-series, only the chosen workers' hashes are read:
+the registry's scores say who is alive and dead, and each pool's own registry and busy set
+give its counts (ZCOUNT by heartbeat), a few commands a pool. Workers of helpers before pools
+recorded none: their names are read, and they count as idle.
 """
 
 from __future__ import annotations
@@ -12,20 +18,25 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from ... import catalog, connection, contract
 from ...model import Histogram, Samples, describe_error
+from .. import fleet
 from ..base import MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
 
 log = logging.getLogger(__name__)
 
 ZRANGE_BATCH = 5000  # registry members per ZRANGE
 HMGET_BATCH = 1000  # worker hashes per pipelined round trip
-HGETALL_MAX = 2000  # latency fields read in one reply; above that HSCAN in steps
+HGETALL_MAX = 2000  # hash fields read in one reply; above that HSCAN in steps
+HSCAN_COUNT = 5000
 MAX_LATENCY_SERIES = 500
 STATUS = {b"idle": 0.0, b"processing": 1.0}
 LATENCY = "task_processing_latency_seconds"
@@ -33,28 +44,39 @@ WORKER = ("worker_id", "worker_name")
 INF = math.inf
 
 
-def _read_head(ctx: Context, client: redis.Redis) -> tuple[float, int, Any, Any]:
-    """Round trip 1: detection (unless read-only), server time, registry size, stats."""
+@dataclass
+class _Head:
+    now: float
+    size: int
+    stats: Any
+    latency_size: Any
+    pool_stats: Any
+    pools: Any
+
+
+def _read_head(ctx: Context, client: redis.Redis) -> _Head:
+    """Round trip 1: detection (unless read-only), server time, sizes, fleet counters."""
     keys, cfg = contract.Keys(ctx.config.prefix), ctx.config
     pipe = client.pipeline(transaction=False)
     if not cfg.read_only:
-        pipe.execute_command("EVAL", contract.DETECT, 3, keys.workers, keys.dead, keys.stats,
-                             cfg.heartbeat_ttl, cfg.dead_retention, keys.worker_prefix,
-                             contract.DETECT_LIMIT)
+        pipe.execute_command("EVAL", contract.DETECT, 4, keys.workers, keys.dead, keys.stats,
+                             keys.pools, cfg.heartbeat_ttl, cfg.dead_retention,
+                             keys.worker_prefix, contract.DETECT_LIMIT, keys.pool_prefix)
     pipe.execute_command("TIME")
     pipe.execute_command("ZCARD", keys.workers)
     pipe.execute_command("HMGET", keys.stats, *contract.STAT_FIELDS)
     pipe.execute_command("HLEN", keys.latency)
+    pipe.execute_command("HGETALL", keys.pool_stats)  # two fields a pool
+    pipe.execute_command("SMEMBERS", keys.pools)
     replies = pipe.execute(raise_on_error=False)
     if not cfg.read_only:
         script = replies.pop(0)
         if isinstance(script, Exception):  # e.g. NOPERM: report deaths all the same
             log.warning("dead-worker detection not recorded: %s", describe_error(script))
-    clock, size, stats, latency_size = replies
-    for reply in (clock, size):
+    for reply in replies[:2]:
         if isinstance(reply, Exception):
             raise reply
-    return server_time(clock), int(size), stats, latency_size
+    return _Head(server_time(replies[0]), int(replies[1]), *replies[2:])
 
 
 def _read_registry(client: redis.Redis, keys: contract.Keys, size: int
@@ -72,6 +94,25 @@ def _read_registry(client: redis.Redis, keys: contract.Keys, size: int
     return registry
 
 
+def _choose(client: redis.Redis, keys: contract.Keys, size: int, cutoff: float,
+            limit: int) -> tuple[list[tuple[bytes, bytes]], list[bytes], set[bytes]]:
+    """Over the cap: the chosen workers with their heartbeats, every id, and the dead ones.
+    Ids only (no scores) for the fleet, the dead by score range, scores for the chosen."""
+    commands = [(b"ZRANGE", keys.workers, start, start + ZRANGE_BATCH - 1)
+                for start in range(0, size, ZRANGE_BATCH)]
+    commands.append((b"ZRANGE", keys.workers, b"-inf", f"({cutoff}".encode(), b"BYSCORE"))
+    replies = connection.pipelined(client, commands)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    ids = [worker_id for reply in replies[:-1] for worker_id in reply]
+    dead = set(replies[-1])
+    picked = list(fleet.choose(dead, (i for i in ids if i not in dead), limit))
+    beats = client.execute_command("ZMSCORE", keys.workers, *picked) if picked else []
+    chosen = [(i, b) for i, b in zip(picked, beats, strict=True) if b is not None]
+    return chosen, ids, dead
+
+
 def _read_hashes(client: redis.Redis, keys: contract.Keys,
                  registry: list[tuple[bytes, bytes]]) -> Iterator[tuple[list, list]]:
     """Round trips 3+: HMGET of the contract fields, a pipeline per batch of workers."""
@@ -83,20 +124,23 @@ def _read_hashes(client: redis.Redis, keys: contract.Keys,
             client, [(b"HMGET", prefix + worker_id, *fields) for worker_id, _ in batch])
 
 
-def _read_latency(client: redis.Redis, keys: contract.Keys, size: Any) -> Any:
+def _read_map(client: redis.Redis, key: str, size: Any) -> Any:
+    """A whole hash: one HGETALL when small, else HSCAN in steps (never one giant reply);
+    the error instead when it is not a hash."""
     if isinstance(size, Exception):
         return size
-    if size <= HGETALL_MAX:
-        try:
-            return client.execute_command("HGETALL", keys.latency)
-        except redis.ResponseError as exc:
-            return exc
-    return dict(client.hscan_iter(keys.latency, count=HGETALL_MAX))  # never one giant reply
+    try:
+        if size <= HGETALL_MAX:
+            return client.execute_command("HGETALL", key)
+        return dict(client.hscan_iter(key, count=HSCAN_COUNT))
+    except redis.ResponseError as exc:
+        return exc
 
 
 def _add_workers(out: Samples, now: float, ttl: float, skips: Skips,
-                 batches: Iterator[tuple[list, list]]) -> None:
-    """The per-worker series; the hot loop of a big fleet, so rows are appended directly."""
+                 batches: Iterator[tuple[list, list]], pools: _Pools | None) -> None:
+    """The per-worker series; the hot loop of a big fleet, so rows are appended directly.
+    With `pools`, every worker read is counted in its pool too (the fleet is under the cap)."""
     up_rows, age_rows = out.series("worker_up", WORKER), out.series(
         "worker_heartbeat_age_seconds", WORKER)
     processed_rows = out.series("worker_tasks_processed_total", WORKER)
@@ -107,7 +151,6 @@ def _add_workers(out: Samples, now: float, ttl: float, skips: Skips,
     number, label, decode = skips.number, skips.label, bytes.decode
     empty = [None] * len(contract.WORKER_FIELDS)
     seen: set[str] = set()
-    alive = dead = 0
     for batch, hashes in batches:
         for (raw_id, raw_beat), fields in zip(batch, hashes, strict=True):
             if isinstance(fields, Exception):
@@ -115,7 +158,7 @@ def _add_workers(out: Samples, now: float, ttl: float, skips: Skips,
                 fields = empty
             elif fields == empty:
                 skips["missing_hash"] += 1
-            name, hostname, started_at, status, processed, failed = fields
+            name, hostname, started_at, status, processed, failed, pool = fields
             # label() inlined for the common case: ~30% of this loop's time at 100k workers
             worker_id = decode(raw_id, "utf-8", "backslashreplace")
             if len(worker_id) > MAX_LABEL:
@@ -138,10 +181,10 @@ def _add_workers(out: Samples, now: float, ttl: float, skips: Skips,
                 processed_rows.append((labels, value))
             if (value := number(failed)) is not None:
                 failed_rows.append((labels, value))
+            if pools is not None:
+                pools.count(pool, name, up, up and status == b"processing")
             if not up:
-                dead += 1
                 continue
-            alive += 1
             if (started := number(started_at)) is not None:
                 uptime = now - started
                 uptime_rows.append((labels, uptime if uptime > 0.0 else 0.0))
@@ -150,8 +193,6 @@ def _add_workers(out: Samples, now: float, ttl: float, skips: Skips,
                     status_rows.append((labels, STATUS[status]))
                 else:
                     skips["bad_value"] += 1
-    out.add("workers_alive", {}, float(alive))
-    out.add("workers_dead", {}, float(dead))
 
 
 def _add_stats(out: Samples, stats: Any, skips: Skips) -> None:
@@ -214,15 +255,117 @@ def _add_latency(out: Samples, fields: Any, skips: Skips) -> None:
                 Histogram(tuple(cumulative), total[0]))
 
 
+class _Pools:
+    """Workers per pool: alive, dead, busy. A worker's pool is the one it recorded, else the
+    first group of --worker-pool-pattern on its name."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self.alive, self.dead, self.busy = Counter[str](), Counter[str](), Counter[str]()
+
+    def name(self, pool: bytes | None, name: bytes | None) -> str:
+        if pool:
+            text = pool.decode("utf-8", "backslashreplace")
+        else:
+            text = contract.pool_of(name.decode("utf-8", "backslashreplace") if name else "",
+                                    self.pattern)
+        return text[:MAX_LABEL]
+
+    def count(self, pool: bytes | None, name: bytes | None, up: bool, busy: bool) -> None:
+        label = self.name(pool, name)
+        (self.alive if up else self.dead)[label] += 1
+        if busy:
+            self.busy[label] += 1
+
+
+def _pool_totals(raw: Any, skips: Skips) -> tuple[dict[str, float], dict[str, float]]:
+    """`processed|<pool>` and `failed|<pool>` counters from the pool counters hash."""
+    processed: dict[str, float] = {}
+    failed: dict[str, float] = {}
+    if isinstance(raw, Exception):
+        skips["wrong_type"] += 1
+        return processed, failed
+    items = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
+    for field, value in items:
+        kind, _, pool = field.decode("utf-8", "backslashreplace").partition("|")
+        number = skips.number(value)
+        if number is None or kind not in ("processed", "failed") or not pool:
+            skips["bad_value"] += number is not None
+            continue
+        (processed if kind == "processed" else failed)[pool[:MAX_LABEL]] = number
+    return processed, failed
+
+
+def _capped_pools(client: redis.Redis, keys: contract.Keys, head: _Head, ids: list[bytes],
+                  dead: set[bytes], cutoff: float, pools: _Pools, skips: Skips) -> None:
+    """Pools of a fleet over the cap, without reading every worker's hash: each pool's own
+    registry and busy set, counted by heartbeat. Workers that recorded no pool (helpers
+    before pools) are found by difference, and only their names are read."""
+    names = sorted(head.pools) if isinstance(head.pools, (set, list)) else []
+    if isinstance(head.pools, Exception):
+        skips["wrong_type"] += 1
+    prefix = keys.pool_prefix.encode()
+    commands = []
+    for pool in names:
+        workers, busy = prefix + pool + b":workers", prefix + pool + b":busy"
+        commands += [(b"ZCOUNT", workers, cutoff, b"+inf"), (b"ZCOUNT", workers, b"-inf",
+                     f"({cutoff}".encode()), (b"ZCOUNT", busy, cutoff, b"+inf")]
+    replies = connection.pipelined(client, commands) if commands else []
+    counted = 0
+    for index, pool in enumerate(names):
+        alive, dead_here, busy = replies[3 * index:3 * index + 3]
+        if any(isinstance(r, Exception) for r in (alive, dead_here, busy)):
+            skips["wrong_type"] += 1
+            continue
+        label = pools.name(pool, None)
+        pools.alive[label] += alive
+        pools.dead[label] += dead_here
+        pools.busy[label] += busy
+        counted += alive + dead_here
+    if counted < len(ids):  # some workers recorded no pool: find them, read their names
+        _unrecorded_pools(client, keys, names, ids, dead, pools)
+
+
+def _unrecorded_pools(client: redis.Redis, keys: contract.Keys, names: list[bytes],
+                      ids: list[bytes], dead: set[bytes], pools: _Pools) -> None:
+    prefix = keys.pool_prefix.encode()
+    pooled: set[bytes] = set()
+    for members in connection.pipelined(
+            client, [(b"ZRANGE", prefix + pool + b":workers", 0, -1) for pool in names]):
+        if not isinstance(members, Exception):
+            pooled.update(members)
+    rest = [worker_id for worker_id in ids if worker_id not in pooled]
+    worker_prefix = keys.worker_prefix.encode()
+    for start in range(0, len(rest), HMGET_BATCH):
+        batch = rest[start:start + HMGET_BATCH]
+        replies = connection.pipelined(
+            client, [(b"HGET", worker_prefix + worker_id, b"name") for worker_id in batch])
+        for worker_id, name in zip(batch, replies, strict=True):
+            pools.count(None, name if isinstance(name, bytes) else None,
+                        worker_id not in dead, False)
+
+
 def _collect(ctx: Context, client: redis.Redis) -> Samples:
-    keys = contract.Keys(ctx.config.prefix)
-    now, size, stats, latency_size = _read_head(ctx, client)
-    registry = _read_registry(client, keys, size)
+    keys, cfg = contract.Keys(ctx.config.prefix), ctx.config
+    head = _read_head(ctx, client)
     out, skips = Samples(), Skips()
-    _add_workers(out, now, ctx.config.heartbeat_ttl, skips,
-                 _read_hashes(client, keys, registry))
-    _add_stats(out, stats, skips)
-    _add_latency(out, _read_latency(client, keys, latency_size), skips)
+    pools = _Pools(cfg.worker_pool_pattern)
+    ttl, limit = cfg.heartbeat_ttl, cfg.max_worker_series
+    if limit is None or head.size <= limit:
+        chosen = _read_registry(client, keys, head.size)
+        counted: _Pools | None = pools
+        fleet_size = len(chosen)
+    else:
+        cutoff = head.now - ttl
+        chosen, ids, dead = _choose(client, keys, head.size, cutoff, limit)
+        counted, fleet_size = None, len(ids)
+        _capped_pools(client, keys, head, ids, dead, cutoff, pools, skips)
+    _add_workers(out, head.now, ttl, skips, _read_hashes(client, keys, chosen), counted)
+    out.add("tqmon_worker_series_omitted", {}, float(fleet_size - len(chosen)))
+    fleet.add_pools(out, pools.alive, pools.dead, pools.busy,
+                    *_pool_totals(head.pool_stats, skips))
+    _add_stats(out, head.stats, skips)
+    _add_latency(out, _read_map(client, keys.latency, head.latency_size), skips)
     out.add_skipped("workers", WORKER_REASONS, skips)
     return out
 
