@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import signal
 import sys
@@ -57,6 +58,9 @@ def test_celery_workers_queues_death_and_read_only(standalone, processes, monkey
         celery_app.add.apply_async((1, 1), queue="backlog", priority=priority)
     celery_app.hold.apply_async((60,), queue="slow")
     celery_app.hold.apply_async((60,), queue="slow")
+    # the one kind of message that tells its age: sent with an eta (here 30 s ago)
+    eta = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=30)
+    celery_app.add.apply_async((1, 1), queue="later", eta=eta)
     assert client.exists("backlog", "backlog\x06\x163", "backlog\x06\x169") == 3
 
     args = ["--schema", "celery", "--redis-url", url, "--collectors", "workers,queues"]
@@ -73,13 +77,17 @@ def test_celery_workers_queues_death_and_read_only(standalone, processes, monkey
     assert {s["hostname"] for s in result.series("worker_info")} == {"tqmon"}
     assert result.value("dead_workers_detected_total") == 0
     assert {s["priority"] for s in result.series("task_queue_depth")} == {
-        "work", "slow", "backlog"}  # discovered from kombu's bindings; celery's own skipped
+        "work", "slow", "backlog", "later"}  # found in kombu's bindings; celery's own skipped
     assert result.value("task_queue_depth", priority="backlog") == 4  # every priority list
     assert result.value("task_queue_depth", priority="work") == 0
     assert result.value("task_queue_orphaned", priority="slow", group="celery") == 0
     assert 0 < result.value("task_queue_oldest_pending_idle_seconds", priority="slow",
                             group="celery") < 30
-    assert not result.values("task_queue_oldest_waiting_age_seconds")  # no eta: no send time
+    # Celery's messages carry no send time: only the one with an eta has an age
+    assert result.series("task_queue_oldest_waiting_age_seconds") == [
+        {"priority": "later", "group": "celery"}]
+    assert 30 <= result.value("task_queue_oldest_waiting_age_seconds", priority="later",
+                              group="celery") < 120
     assert sum(result.values("tqmon_skipped_entries")) == 0
 
     # --read-only exec mode: no memory, the live workers only

@@ -157,6 +157,9 @@ def _note(window: Window, event: dict[str, Any], heard_at: float, interval: floa
         window.offline.add(name)
         window.heard.pop(name, None)
     elif kind in ("worker-heartbeat", "worker-online"):
+        if name not in window.heard and len(window.heard) >= MEMORY_MAX:
+            skips["too_many_series"] += 1
+            return
         freq = skips.number(event.get("freq")) or interval
         window.heard[name] = Heard(heard_at, freq, skips.number(event.get("processed")),
                                    skips.number(event.get("active")))
