@@ -189,3 +189,34 @@ def _reachable(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_celery_bad_data_is_counted_not_fatal(standalone):
+    """Keys kombu would never write: a queue of the wrong type, a garbled binding, unacked
+    entries that are not JSON or route to no known queue; and a user without write access
+    to tqmon's memory (NOPERM): reported, not fatal."""
+    client = standalone.client()
+    client.sadd("_kombu.binding.jobs", "jobs\x06\x16\x06\x16jobs", "garbage")
+    client.set("jobs\x06\x166", "not a list")
+    client.rpush("jobs", "not json either")
+    client.hset("unacked", mapping={"t1": "{nope", "t2": '[{}, "elsewhere", "elsewhere"]',
+                                    "t3": '[{}, "jobs", "jobs"]'})
+    client.zadd("unacked_index", {"t1": 1, "t2": 2, "t3": time.time() - 10})
+    client.execute_command("ACL", "SETUSER", "reader", "on", ">secret", "~*", "&*", "+@read",
+                           "+@connection", "+psubscribe", "+time", "+scan", "+info")
+    before = digest(client)
+    result = run_tqmon("--schema", "celery", "--redis-url", standalone.url, "--username",
+                       "reader", "--collectors", "workers,queues", "--timeout", "1.5",
+                       "--celery-heartbeat-interval", "0.5",
+                       env={"TQMON_REDIS_PASSWORD": "secret"}, secret="secret")
+    assert result.returncode == 0, result.stderr
+    assert digest(client) == before
+    assert "worker memory not recorded" in result.stderr
+    assert result.value("tqmon_collector_up", collector="workers") == 1
+    assert result.value("workers_alive") == 0
+    assert result.value("task_queue_depth", priority="jobs") == 1
+    assert result.value("task_queue_pending", priority="jobs", group="celery") == 1
+    skipped = {s["reason"]: v for s, v in zip(result.series("tqmon_skipped_entries"),
+               result.values("tqmon_skipped_entries"), strict=True)
+               if s["collector"] == "queues"}
+    assert skipped == {"bad_value": 2, "wrong_type": 1, "unknown_queue": 1, "not_scanned": 0}

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 import redis
 
 from .. import connection, contract
-from ..model import Samples
+from ..model import Samples, describe_error
 from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,13 @@ class RedisMemory:
         pipe.execute_command("EVAL", MEMORY_SCRIPT, len(self.keys), *self.keys, *args)
         pipe.execute_command("ZRANGE", workers_key, 0, MEMORY_MAX - 1)
         pipe.execute_command("HGET", stats_key, "dead_workers_detected")
-        _, names, detected = pipe.execute()
+        script, names, detected = pipe.execute(raise_on_error=False)
+        if isinstance(script, Exception):  # e.g. NOPERM: report what this window heard
+            log.warning("celery: worker memory not recorded: %s", describe_error(script))
+            return dict(window.heard), None
+        for reply in (names, detected):
+            if isinstance(reply, Exception):
+                raise reply
         infos = [info for start in range(0, len(names), BATCH) for info in
                  self.client.execute_command("HMGET", info_key, *names[start:start + BATCH])]
         workers = {}
