@@ -73,7 +73,7 @@ def test_celery_workers_queues_death_and_read_only(standalone, processes, monkey
     assert result.value("worker_tasks_processed_total", worker_id=NAMES[0],
                         worker_name=NAMES[0]) >= 2
     assert result.value("worker_current_status", worker_id=NAMES[0], worker_name=NAMES[0]) == 1
-    assert all(0 <= v <= 2.5 for v in result.values("worker_heartbeat_age_seconds"))
+    assert all(0 <= v <= 4 for v in result.values("worker_heartbeat_age_seconds"))
     assert {s["hostname"] for s in result.series("worker_info")} == {"tqmon"}
     assert result.value("dead_workers_detected_total") == 0
     assert {s["priority"] for s in result.series("task_queue_depth")} == {
@@ -171,9 +171,9 @@ def test_celery_listen_mode_remembers_in_the_process():
                             reason="bad_value") > 0
         stop.set()
         beater.join()
-        time.sleep(1.0)  # past 2 x freq
-        result = scrape()
-        assert _up(result, "fake@host") == 0
+        deadline = time.monotonic() + 10
+        while _up(result := scrape(), "fake@host") == 1:  # until past 2 x freq
+            assert time.monotonic() < deadline, result.stdout
         assert result.value("dead_workers_detected_total") == 1
         assert scrape().value("dead_workers_detected_total") == 1
         assert client.dbsize() == 0 and server.client(db=2).dbsize() == 0
@@ -220,3 +220,11 @@ def test_celery_bad_data_is_counted_not_fatal(standalone):
                result.values("tqmon_skipped_entries"), strict=True)
                if s["collector"] == "queues"}
     assert skipped == {"bad_value": 2, "wrong_type": 1, "unknown_queue": 1, "not_scanned": 0}
+
+    # tqmon's own memory, garbled: the entry is skipped (its death still counted once)
+    client.zadd("{tq}:celery:workers", {"ghost@host": 1})
+    client.hset("{tq}:celery:info", "ghost@host", "garbage")
+    result = run_tqmon("--schema", "celery", "--redis-url", standalone.url, "--collectors",
+                       "workers", "--timeout", "1.5", "--celery-heartbeat-interval", "0.5")
+    assert result.value("tqmon_skipped_entries", collector="workers", reason="bad_value") == 1
+    assert not result.values("worker_up") and result.value("dead_workers_detected_total") == 1

@@ -83,10 +83,10 @@ class Heard:
                            "active": self.active})
 
     @classmethod
-    def from_json(cls, raw: bytes) -> Heard:
+    def from_json(cls, raw: bytes, skips: Skips) -> Heard:
         data = json.loads(raw)
-        return cls(float(data["last"]), float(data["freq"]), data.get("processed"),
-                   data.get("active"))
+        return cls(float(data["last"]), float(data["freq"]),
+                   skips.number(data.get("processed")), skips.number(data.get("active")))
 
 
 @dataclass
@@ -218,10 +218,10 @@ _PROCESS_MEMORIES: dict[tuple[Any, ...], ProcessMemory] = {}
 class RedisMemory:
     """Exec mode: under tqmon's own {P}:celery:* keys, changed only by one atomic script."""
 
-    def __init__(self, ctx: Context, client: redis.Redis) -> None:
+    def __init__(self, ctx: Context, client: redis.Redis, skips: Skips) -> None:
         tag = contract.Keys(ctx.config.prefix).tag
         self.keys = [f"{tag}:celery:{name}" for name in ("workers", "info", "dead", "stats")]
-        self.client, self.retention = client, ctx.config.dead_retention
+        self.client, self.retention, self.skips = client, ctx.config.dead_retention, skips
 
     def update(self, now: float, window: Window) -> tuple[dict[str, Heard], float | None]:
         args: list[Any] = [self.retention, DETECT_LIMIT, len(window.heard)]
@@ -247,27 +247,28 @@ class RedisMemory:
             if info is None:
                 continue
             try:
-                workers[raw_name.decode("utf-8", "backslashreplace")] = Heard.from_json(info)
+                workers[raw_name.decode("utf-8", "backslashreplace")] = Heard.from_json(
+                    info, self.skips)
             except (ValueError, KeyError, TypeError):
-                continue  # not written by this script: ignore
+                self.skips["bad_value"] += 1  # not written by tqmon
         return workers, float(detected or 0)
 
 
-def _memory(ctx: Context, client: redis.Redis) -> Memory:
+def _memory(ctx: Context, client: redis.Redis, skips: Skips) -> Memory:
     cfg = ctx.config
     if cfg.listen is not None or cfg.interval is not None:
         key = (cfg.targets, cfg.db, cfg.celery_key_prefix, cfg.dead_retention)
         return _PROCESS_MEMORIES.setdefault(key, ProcessMemory(cfg.dead_retention))
     if cfg.read_only:
         return NoMemory()
-    return RedisMemory(ctx, client)
+    return RedisMemory(ctx, client, skips)
 
 
 def collect_workers(ctx: Context) -> Samples:
     def work(client: redis.Redis) -> Samples:
         out, skips = Samples(), Skips()
         now, window = listen(ctx, client, skips)
-        workers, detected = _memory(ctx, client).update(now, window)
+        workers, detected = _memory(ctx, client, skips).update(now, window)
         _add_workers(out, now, workers, skips)
         if detected is not None:
             out.add("dead_workers_detected_total", {}, detected)
