@@ -240,8 +240,10 @@ class RedisMemory:
         for reply in (names, detected):
             if isinstance(reply, Exception):
                 raise reply
-        infos = [info for start in range(0, len(names), BATCH) for info in
-                 self.client.execute_command("HMGET", info_key, *names[start:start + BATCH])]
+        batches = [(b"HMGET", info_key, *names[start:start + BATCH])
+                   for start in range(0, len(names), BATCH)]
+        infos = [info for reply in (connection.pipelined(self.client, batches) if batches
+                                    else []) for info in reply]
         workers = {}
         for raw_name, info in zip(names, infos, strict=True):
             if info is None:
