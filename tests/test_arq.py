@@ -95,3 +95,13 @@ def test_arq_bad_data_is_counted_not_fatal(standalone):
     assert result.value("tqmon_skipped_entries", collector="queues", reason="wrong_type") == 1
     assert result.value("task_queue_depth", priority="arq:queue") == 0
     assert result.value("tqmon_collector_up", collector="queues") == 1
+
+
+def test_arq_and_celery_config_errors():
+    for args, message in ((["--schema", "arq", "--arq-queues", ""], "at least one queue"),
+                          (["--schema", "celery", "--requeue-orphans"], "read-only"),
+                          (["--schema", "celery", "--celery-visibility-timeout", "0"],
+                           "positive")):
+        result = run_tqmon(*args)
+        assert result.returncode == 2
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
