@@ -14,6 +14,12 @@ Prints numbers, never passes or fails.
    dead: tqmon --schema rq beside rq-exporter (PyPI, in build/rq-exporter-venv: it needs
    redis<6), whole process and collection only (tqmon_collection_duration_seconds; for
    rq-exporter its RQCollector.collect() timed in its own process).
+5. Celery: 50 queues x 4 priority lists (messages sent by Celery itself) and 10,000 unacked
+   messages (kombu's format, written server-side): `--schema celery --collectors queues`
+   collection time and the commands one run sends; the workers collector's time is its
+   listening window (a heartbeat interval and a bit) by design.
+6. arq: one queue of 100,000 jobs (90% ready, 100 of them in progress, 10% deferred; written
+   server-side, as arq's enqueue_job would): `--schema arq --collectors queues`.
 """
 
 from __future__ import annotations
@@ -357,6 +363,85 @@ def bench_rq(count: int, runs: int, floor: float | None) -> None:
     print(f"commands one tqmon run sends:           {_fmt(delta)}")
 
 
+# --- Celery and arq -----------------------------------------------------------------------------
+CELERY_UNACKED = """
+local template, queues = ARGV[1], tonumber(ARGV[2])
+local now = tonumber(redis.call('TIME')[1])
+for i = tonumber(ARGV[3]), tonumber(ARGV[4]) do
+  local queue = 'q' .. string.format('%02d', i % queues)
+  local tag = string.format('tag-%08d', i)
+  redis.call('HSET', KEYS[1], tag, '[' .. template .. ', "' .. queue .. '", "' .. queue .. '"]')
+  redis.call('ZADD', KEYS[2], now - (i % 7200), tag)
+end
+"""
+ARQ_FILL = """
+local now = tonumber(ARGV[3])
+for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do
+  local id = string.format('%032x', i)
+  local score = now - 100000 + i
+  if i % 10 == 0 then score = now + 600000 + i end
+  redis.call('ZADD', KEYS[1], score, id)
+  if i < 1000 and i % 10 == 1 then
+    redis.call('SET', 'arq:in-progress:' .. id, '1', 'PX', 600000)
+  end
+end
+"""
+
+
+def _bench_schema(title: str, server: devcluster.RedisServer, args: list[str], runs: int) -> None:
+    tqmon = [sys.executable, "-m", "tqmon", "--redis-url", server.url, "--collectors", "queues",
+             "--timeout", "30", *args]
+    run(tqmon)
+    times, rss = [], []
+    for _ in range(runs):
+        _, out, peak = run(tqmon)
+        times.append(collection_seconds(out)["queues"])
+        rss.append(peak)
+    delta = commands_of_one_run([server], tqmon)[server.address]
+    print(f"\n== {title}; median of {runs}")
+    print(f"collection (queues):                     {statistics.median(times) * 1000:8.1f} ms")
+    print(f"peak RSS of a run, max:                  {max(rss):8.1f} MiB")
+    print(f"commands one run sends:                  {_fmt(delta)}")
+
+
+def bench_celery(runs: int, queues: int = 50, unacked: int = 10_000) -> None:
+    """Waiting messages sent by Celery (kombu declares the bindings and picks the priority
+    lists); unacked ones in the format kombu's QoS writes, server-side."""
+    server = devcluster.start_standalone()
+    try:
+        os.environ["TQMON_TEST_REDIS_URL"] = server.url
+        sys.path.insert(0, str(Path(__file__).parent))
+        import celery_app
+
+        for q in range(queues):
+            for priority in (0, 3, 6, 9):
+                for i in range(5):
+                    celery_app.add.apply_async((i, q), queue=f"q{q:02d}", priority=priority)
+        client = server.client(protocol=2)
+        template = client.lindex("q00", -1)
+        for start in range(0, unacked, 5000):
+            client.eval(CELERY_UNACKED, 2, "unacked", "unacked_index", template, queues, start,
+                        min(unacked, start + 5000) - 1)
+        _bench_schema(f"Celery: {queues} queues x 4 priority lists x 5 messages, {unacked} "
+                      "unacked (1/2 past the visibility timeout)", server,
+                      ["--schema", "celery"], runs)
+    finally:
+        server.stop()
+
+
+def bench_arq(runs: int, jobs: int = 100_000) -> None:
+    server = devcluster.start_standalone()
+    try:
+        client = server.client(protocol=2)
+        now_ms = int(client.time()[0]) * 1000
+        for start in range(0, jobs, 5000):
+            client.eval(ARQ_FILL, 1, "arq:queue", start, min(jobs, start + 5000) - 1, now_ms)
+        _bench_schema(f"arq: one queue of {jobs} jobs ({jobs // 10} deferred, 100 in progress)",
+                      server, ["--schema", "arq"], runs)
+    finally:
+        server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=11)
@@ -367,9 +452,15 @@ def main() -> int:
     parser.add_argument("--rq-workers", type=int, default=1000,
                         help="RQ workers for the tqmon --schema rq vs rq-exporter comparison")
     parser.add_argument("--rq-only", action="store_true", help="run only that comparison")
+    parser.add_argument("--celery-arq-only", action="store_true",
+                        help="run only the Celery and arq measurements")
     args = parser.parse_args()
     if args.rq_only:
         bench_rq(args.rq_workers, args.runs, None)
+        return 0
+    if args.celery_arq_only:
+        bench_celery(args.runs)
+        bench_arq(args.runs)
         return 0
     print("starting the reference cluster (3 masters + 3 replicas) ...", flush=True)
     with devcluster.running_cluster() as cluster:
@@ -378,6 +469,8 @@ def main() -> int:
         bench_workers(cluster, sizes, max(3, args.runs // 2), floor)
         bench_queues(cluster, args.stream_entries, args.pending, max(3, args.runs // 2))
     bench_rq(args.rq_workers, args.runs, floor)
+    bench_celery(args.runs)
+    bench_arq(args.runs)
     return 0
 
 

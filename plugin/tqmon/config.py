@@ -25,6 +25,10 @@ FORMATS = ("prometheus", "openmetrics")
 MAX_WORKER_SERIES = 1000
 RQ_WORKER_TTL = 420.0  # rq.defaults.DEFAULT_WORKER_TTL
 DRAMATIQ_HEARTBEAT_TIMEOUT = 60.0  # dramatiq.brokers.redis.DEFAULT_HEARTBEAT_TIMEOUT (60,000 ms)
+CELERY_VISIBILITY_TIMEOUT = 3600.0  # kombu.transport.redis.Channel.visibility_timeout
+CELERY_HEARTBEAT_INTERVAL = 2.0  # celery.worker.heartbeat.Heart: --heartbeat-interval
+ARQ_QUEUE = "arq:queue"  # arq.constants.default_queue_name
+ARQ_HEALTH_CHECK_INTERVAL = 3600.0  # arq.worker.Worker(health_check_interval=3600)
 ENV_URL, ENV_PASSWORD, ENV_CONFIG = "TQMON_REDIS_URL", "TQMON_REDIS_PASSWORD", "TQMON_CONFIG"
 
 
@@ -77,6 +81,12 @@ class Config:
     dramatiq_namespace: str = "dramatiq"
     dramatiq_heartbeat_timeout: float = DRAMATIQ_HEARTBEAT_TIMEOUT
     dramatiq_queues: tuple[str, ...] = ("default",)
+    celery_queues: tuple[str, ...] = ()  # () = every queue bound in kombu's binding sets
+    celery_visibility_timeout: float = CELERY_VISIBILITY_TIMEOUT
+    celery_key_prefix: str = ""  # kombu's global_keyprefix
+    celery_heartbeat_interval: float = CELERY_HEARTBEAT_INTERVAL
+    arq_queues: tuple[str, ...] = (ARQ_QUEUE,)
+    arq_health_check_interval: float = ARQ_HEALTH_CHECK_INTERVAL
     warnings: tuple[str, ...] = ()
 
     @property
@@ -150,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requeue-orphans", action="store_true",
                    help="put the pending entries of dead workers back on their stream")
     p.add_argument("--schema", metavar="NAME",
-                   help="whose keys to read: native (tqmon's heartbeat contract, default), rq or "
-                   "dramatiq (their own keys, read-only)")
+                   help="whose keys to read: native (tqmon's heartbeat contract, default), rq, "
+                   "dramatiq, celery or arq (their own keys, never written)")
     p.add_argument("--rq-worker-ttl", metavar="SECONDS", type=float,
                    help="RQ: TTL of a worker hash that has no expiry (default 420, RQ's); "
                    "otherwise each worker's own TTL is read from its hash's expiry")
@@ -163,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dramatiq-queues", metavar="LIST",
                    help="Dramatiq: comma-separated queue names to watch (default default); "
                    "Dramatiq keeps no list of queues in Redis")
+    p.add_argument("--celery-queues", metavar="LIST",
+                   help="Celery: comma-separated queues to watch (default: every queue bound in "
+                   "kombu's _kombu.binding.* sets, or celery)")
+    p.add_argument("--celery-visibility-timeout", metavar="SECONDS", type=float,
+                   help="Celery: kombu's visibility_timeout; unacked messages taken longer ago "
+                   "are orphaned (default 3600)")
+    p.add_argument("--celery-key-prefix", metavar="P",
+                   help="Celery: kombu's global_keyprefix (default none)")
+    p.add_argument("--celery-heartbeat-interval", metavar="SECONDS", type=float,
+                   help="Celery: the workers' --heartbeat-interval; each run listens a little "
+                   "longer than this for their heartbeats (default 2)")
+    p.add_argument("--arq-queues", metavar="LIST",
+                   help=f"arq: comma-separated queue names (default {ARQ_QUEUE})")
+    p.add_argument("--arq-health-check-interval", metavar="SECONDS", type=float,
+                   help="arq: the workers' health_check_interval (default 3600, arq's)")
     p.add_argument("--version", action="version", version=f"tqmon {__version__}")
     return p
 
@@ -330,13 +355,17 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     schema = str(pick("schema", "native"))
     if schema not in SCHEMAS:
         raise ConfigError(f"schema must be one of {', '.join(SCHEMAS)}, not {schema!r}")
-    owns_keys = SCHEMAS[schema].owns_keys
+    owns_keys, memory = SCHEMAS[schema].owns_keys, SCHEMAS[schema].memory
     if requeue and not owns_keys:
         raise ConfigError(f"--requeue-orphans writes to Redis: --schema {schema} is read-only")
     dramatiq_queues = tuple(dict.fromkeys(
         _as_list(pick("dramatiq_queues", ["default"]), "dramatiq-queues")))
     if not dramatiq_queues:
         raise ConfigError("--dramatiq-queues needs at least one queue name")
+    celery_queues = tuple(dict.fromkeys(_as_list(pick("celery_queues", []), "celery-queues")))
+    arq_queues = tuple(dict.fromkeys(_as_list(pick("arq_queues", [ARQ_QUEUE]), "arq-queues")))
+    if not arq_queues:
+        raise ConfigError("--arq-queues needs at least one queue name")
 
     return Config(
         targets=targets,
@@ -356,7 +385,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         max_worker_series=max_worker_series,
         worker_pool_pattern=pool_pattern,
         dead_retention=dead_retention,
-        read_only=bool(pick("read_only", False)) or not owns_keys,  # never write theirs
+        # never write theirs; a schema with memory writes only its own {P} keys
+        read_only=bool(pick("read_only", False)) or not (owns_keys or memory),
         queues=queues,
         groups=groups,
         requeue_orphans=requeue,
@@ -367,6 +397,18 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             pick("dramatiq_heartbeat_timeout", DRAMATIQ_HEARTBEAT_TIMEOUT),
             "dramatiq-heartbeat-timeout"),
         dramatiq_queues=dramatiq_queues,
+        celery_queues=celery_queues,
+        celery_visibility_timeout=_positive(
+            pick("celery_visibility_timeout", CELERY_VISIBILITY_TIMEOUT),
+            "celery-visibility-timeout"),
+        celery_key_prefix=str(pick("celery_key_prefix", "")),
+        celery_heartbeat_interval=_positive(
+            pick("celery_heartbeat_interval", CELERY_HEARTBEAT_INTERVAL),
+            "celery-heartbeat-interval"),
+        arq_queues=arq_queues,
+        arq_health_check_interval=_positive(
+            pick("arq_health_check_interval", ARQ_HEALTH_CHECK_INTERVAL),
+            "arq-health-check-interval"),
         warnings=tuple(warnings),
         **tls_files,
     )

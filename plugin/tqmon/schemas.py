@@ -17,6 +17,8 @@ class Schema:
     module: str  # provides collect_workers(ctx) and collect_queues(ctx)
     owns_keys: bool  # tqmon's own contract: it may write (detection, requeue); others are
     # read as they are, never written
+    memory: bool = False  # keeps what it heard under tqmon's own {P} keys (never the queue
+    # system's): written unless --read-only, as dead-worker detection needs it
     caps_workers: bool = False  # reports pools and applies --max-worker-series itself (reading
     # only the chosen workers); otherwise it reports every worker and collectors.fleet does both
 
@@ -25,4 +27,6 @@ SCHEMAS: dict[str, Schema] = {
     "native": Schema("tqmon.collectors.native", owns_keys=True, caps_workers=True),
     "rq": Schema("tqmon.collectors.rq", owns_keys=False),
     "dramatiq": Schema("tqmon.collectors.dramatiq", owns_keys=False),
+    "celery": Schema("tqmon.collectors.celery", owns_keys=False, memory=True),
+    "arq": Schema("tqmon.collectors.arq", owns_keys=False),
 }

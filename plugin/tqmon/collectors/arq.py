@@ -1,0 +1,160 @@
+"""arq (0.2x) read as it is: its queue ZSETs and health-check keys, never written.
+
+Keys (arq.constants; Q is a queue name, `arq:queue` by default):
+  Q                      ZSET job id -> when it may run (Unix ms): enqueue time, or the time
+                         it is deferred to; a job stays in it while it runs
+  arq:in-progress:<id>   STRING with an expiry (the job timeout + 10 s): the job is running
+  arq:job:<id>           the pickled job (never read: tqmon does not unpickle)
+  arq:retry:<id>         the job's try count
+  Q:health-check         STRING `<local time> j_complete=.. j_failed=.. j_retried=..
+                         j_ongoing=.. queued=..`, rewritten by a worker every
+                         health_check_interval (3600 s by default) with that interval + 1 s as
+                         its expiry
+
+Queues: deferred = members scored after now; the ready ones are read in score order (ZRANGE
+BYSCORE windows) and their in-progress keys checked with EXISTS, one key per command until
+the oldest waiting job is found, then a thousand keys per command. Workers take the lowest
+scores first, so running jobs are at the front; at most READY_SCAN_MAX ready jobs are looked
+at, the rest counted as waiting (tqmon_skipped_entries reason not_scanned).
+
+Workers: arq keeps no per-worker key. The health-check key is one per queue, shared by every
+worker of it: it says that some worker was alive within the interval, and carries that one
+worker's counters. So each queue is one `worker_*` series (worker_id = the queue) whose
+counters are whichever worker wrote last: with several workers they are not monotonic.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import redis
+
+from .. import connection
+from ..model import Samples
+from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+
+IN_PROGRESS = b"arq:in-progress:"
+HEALTH_CHECK = ":health-check"
+ZRANGE_WINDOW = 5000
+READY_SCAN_MAX = 200_000
+COUNTS = re.compile(rb"\b(j_complete|j_failed|j_retried|j_ongoing|queued)=(\d+)\b")
+WORKER = ("worker_id", "worker_name")
+GROUP = "arq"  # the `group` label of the in-progress and oldest-waiting series
+QUEUE_REASONS = ("bad_value", "wrong_type", "not_scanned")
+
+
+def collect_workers(ctx: Context) -> Samples:
+    """One series per queue, from its health-check key (see the module doc for its limits)."""
+    queues, interval = ctx.config.arq_queues, ctx.config.arq_health_check_interval
+
+    def work(client: redis.Redis) -> Samples:
+        out, skips = Samples(), Skips()
+        commands: list[tuple] = []
+        for queue in queues:
+            key = (queue + HEALTH_CHECK).encode()
+            commands += [(b"GET", key), (b"PTTL", key)]
+        replies = connection.pipelined(client, commands)
+        rows = {metric: out.series(metric, WORKER) for metric in (
+            "worker_up", "worker_heartbeat_age_seconds", "worker_tasks_processed_total",
+            "worker_tasks_failed_total", "worker_current_status")}
+        info_rows = out.series("worker_info", (*WORKER, "hostname"))
+        for index, queue in enumerate(queues):
+            value, pttl = replies[2 * index], replies[2 * index + 1]
+            name = skips.label(queue)
+            labels = (name, name)
+            if isinstance(value, Exception):
+                skips["wrong_type"] += 1
+                value = None
+            up = value is not None
+            rows["worker_up"].append((labels, 1.0 if up else 0.0))
+            info_rows.append(((name, name, ""), 1.0))  # arq records no host
+            if not up:
+                continue
+            if isinstance(pttl, int) and pttl >= 0:  # written with interval + 1 s to live
+                age = max(0.0, interval + 1.0 - pttl / 1000)
+                rows["worker_heartbeat_age_seconds"].append((labels, age))
+            counts = {k.decode(): float(v) for k, v in COUNTS.findall(value)}
+            if not {"j_complete", "j_failed", "j_ongoing"} <= counts.keys():
+                skips["bad_value"] += 1
+                continue
+            rows["worker_tasks_processed_total"].append(
+                (labels, counts["j_complete"] + counts["j_failed"]))
+            rows["worker_tasks_failed_total"].append((labels, counts["j_failed"]))
+            rows["worker_current_status"].append((labels, 1.0 if counts["j_ongoing"] else 0.0))
+        out.add_skipped("workers", WORKER_REASONS, skips)
+        return out
+
+    return on_key_owner(ctx, queues[0], work)
+
+
+def _in_progress(client: redis.Redis, ready: list[tuple[bytes, float]]
+                 ) -> tuple[int, float | None]:
+    """How many of the ready jobs (in score order) run, and the score of the first that does
+    not. Per-key EXISTS until that one is found, then one EXISTS per thousand keys."""
+    running, oldest, start = 0, None, 0
+    while start < len(ready) and oldest is None:
+        batch = ready[start:start + BATCH]
+        replies = connection.pipelined(client, [(b"EXISTS", IN_PROGRESS + job_id)
+                                                for job_id, _ in batch])
+        for (_, score), exists in zip(batch, replies, strict=True):
+            if exists == 1:
+                running += 1
+            elif oldest is None:
+                oldest = score
+        start += BATCH
+    rest = [IN_PROGRESS + job_id for job_id, _ in ready[start:]]
+    commands = [(b"EXISTS", *rest[i:i + BATCH]) for i in range(0, len(rest), BATCH)]
+    for at in range(0, len(commands), 50):  # 50,000 keys a round trip
+        running += sum(connection.pipelined(client, commands[at:at + 50]))
+    return running, oldest
+
+
+def _queue(client: redis.Redis, queue: bytes, now_ms: float, size: int, skips: Counter[str]
+           ) -> tuple[int, int, int, float | None]:
+    """(waiting, in progress, deferred, oldest waiting score) of one queue."""
+    limit = min(size, READY_SCAN_MAX)
+    bound = repr(now_ms).encode()
+    commands = [(b"ZCOUNT", queue, b"-inf", bound)] + [
+        (b"ZRANGE", queue, b"-inf", bound, b"BYSCORE", b"LIMIT", start, ZRANGE_WINDOW,
+         b"WITHSCORES") for start in range(0, limit, ZRANGE_WINDOW)]
+    count, *windows = connection.pipelined(client, commands)
+    ready: list[tuple[bytes, float]] = []
+    for reply in windows:
+        ready += [(job, float(score)) for job, score in zip(reply[::2], reply[1::2],
+                                                            strict=True)]
+    ready = ready[:limit]
+    skips["not_scanned"] += int(count) - len(ready)
+    running, oldest = _in_progress(client, ready)
+    return int(count) - running, running, size - int(count), oldest
+
+
+def collect_queues(ctx: Context) -> Samples:
+    """Ready (depth), running (task_queue_pending), deferred and the oldest waiting age."""
+    queues = ctx.config.arq_queues
+
+    def work(client: redis.Redis) -> Samples:
+        out, skips = Samples(), Counter[str]()
+        clock, *sizes = connection.pipelined(
+            client, [(b"TIME",), *((b"ZCARD", q.encode()) for q in queues)])
+        if isinstance(clock, Exception):
+            raise clock
+        now_ms = server_time(clock) * 1000
+        for queue, size in zip(queues, sizes, strict=True):
+            if isinstance(size, Exception):
+                skips["wrong_type"] += 1
+                continue
+            waiting, running, deferred, oldest = _queue(client, queue.encode(), now_ms,
+                                                        int(size), skips)
+            priority = queue[:MAX_LABEL]
+            group = {"priority": priority, "group": GROUP}
+            out.add("task_queue_depth", {"priority": priority}, float(waiting))
+            out.add("task_queue_pending", group, float(running))
+            out.add("task_queue_registry_jobs", {"priority": priority, "registry": "deferred"},
+                    float(deferred))
+            out.add("task_queue_oldest_waiting_age_seconds", group,
+                    0.0 if oldest is None else max(0.0, (now_ms - oldest) / 1000))
+        out.add_skipped("queues", QUEUE_REASONS, skips)
+        return out
+
+    return on_key_owner(ctx, queues[0], work)
