@@ -23,6 +23,9 @@ COLLECTORS = ("nodes", "workers", "queues")
 FORMATS = ("prometheus", "openmetrics")
 RQ_WORKER_TTL = 420.0  # rq.defaults.DEFAULT_WORKER_TTL
 DRAMATIQ_HEARTBEAT_TIMEOUT = 60.0  # dramatiq.brokers.redis.DEFAULT_HEARTBEAT_TIMEOUT (60,000 ms)
+# Sidekiq beats every 5 s (6.x) or 10 s (7+) and its process and work hashes expire 60 s after
+# the last beat: a death must be seen before that for the jobs it held to be counted.
+SIDEKIQ_HEARTBEAT_TIMEOUT = 30.0
 ENV_URL, ENV_PASSWORD, ENV_CONFIG = "TQMON_REDIS_URL", "TQMON_REDIS_PASSWORD", "TQMON_CONFIG"
 
 
@@ -73,6 +76,9 @@ class Config:
     dramatiq_namespace: str = "dramatiq"
     dramatiq_heartbeat_timeout: float = DRAMATIQ_HEARTBEAT_TIMEOUT
     dramatiq_queues: tuple[str, ...] = ("default",)
+    sidekiq_heartbeat_timeout: float = SIDEKIQ_HEARTBEAT_TIMEOUT
+    bullmq_prefix: str = "bull"
+    bullmq_queues: tuple[str, ...] = ()  # () = the queues connected workers name (CLIENT LIST)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -140,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requeue-orphans", action="store_true",
                    help="put the pending entries of dead workers back on their stream")
     p.add_argument("--schema", metavar="NAME",
-                   help="whose keys to read: native (tqmon's heartbeat contract, default), rq or "
-                   "dramatiq (their own keys, read-only)")
+                   help="whose keys to read: native (tqmon's heartbeat contract, default), rq, "
+                   "dramatiq, sidekiq or bullmq (their own keys, never written)")
     p.add_argument("--rq-worker-ttl", metavar="SECONDS", type=float,
                    help="RQ: TTL of a worker hash that has no expiry (default 420, RQ's); "
                    "otherwise each worker's own TTL is read from its hash's expiry")
@@ -153,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dramatiq-queues", metavar="LIST",
                    help="Dramatiq: comma-separated queue names to watch (default default); "
                    "Dramatiq keeps no list of queues in Redis")
+    p.add_argument("--sidekiq-heartbeat-timeout", metavar="SECONDS", type=float,
+                   help="Sidekiq: a process whose last beat is older is dead (default 30; "
+                   "its hashes expire 60 s after its last beat)")
+    p.add_argument("--bullmq-prefix", metavar="PREFIX",
+                   help="BullMQ: the key prefix, e.g. {bull} on Redis Cluster (default bull)")
+    p.add_argument("--bullmq-queues", metavar="LIST",
+                   help="BullMQ: comma-separated queue names to watch (default: the queues "
+                   "of the workers connected now, from CLIENT LIST)")
     p.add_argument("--version", action="version", version=f"tqmon {__version__}")
     return p
 
@@ -320,6 +334,11 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if not dramatiq_queues:
         raise ConfigError("--dramatiq-queues needs at least one queue name")
 
+    bullmq_queues = tuple(dict.fromkeys(_as_list(pick("bullmq_queues", []), "bullmq-queues")))
+    bullmq_prefix = str(pick("bullmq_prefix", "bull"))
+    if not bullmq_prefix:
+        raise ConfigError("--bullmq-prefix must not be empty")
+
     return Config(
         targets=targets,
         username=pick("username") or url_user,
@@ -336,7 +355,9 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         prefix=prefix,
         heartbeat_ttl=heartbeat_ttl,
         dead_retention=dead_retention,
-        read_only=bool(pick("read_only", False)) or not owns_keys,  # never write theirs
+        # never write theirs; a schema that keeps memory writes only tqmon's own {P} keys
+        read_only=bool(pick("read_only", False)) or not (owns_keys
+                                                         or SCHEMAS[schema].keeps_memory),
         queues=queues,
         groups=groups,
         requeue_orphans=requeue,
@@ -347,6 +368,11 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             pick("dramatiq_heartbeat_timeout", DRAMATIQ_HEARTBEAT_TIMEOUT),
             "dramatiq-heartbeat-timeout"),
         dramatiq_queues=dramatiq_queues,
+        sidekiq_heartbeat_timeout=_positive(
+            pick("sidekiq_heartbeat_timeout", SIDEKIQ_HEARTBEAT_TIMEOUT),
+            "sidekiq-heartbeat-timeout"),
+        bullmq_prefix=bullmq_prefix,
+        bullmq_queues=bullmq_queues,
         warnings=tuple(warnings),
         **tls_files,
     )

@@ -17,10 +17,14 @@ class Schema:
     module: str  # provides collect_workers(ctx) and collect_queues(ctx)
     owns_keys: bool  # tqmon's own contract: it may write (detection, requeue); others are
     # read as they are, never written
+    keeps_memory: bool = False  # reads another system's keys but remembers deaths under
+    # tqmon's own {P} keys (unless --read-only): never in the system's keys
 
 
 SCHEMAS: dict[str, Schema] = {
     "native": Schema("tqmon.collectors.native", owns_keys=True),
     "rq": Schema("tqmon.collectors.rq", owns_keys=False),
     "dramatiq": Schema("tqmon.collectors.dramatiq", owns_keys=False),
+    "sidekiq": Schema("tqmon.collectors.sidekiq", owns_keys=False, keeps_memory=True),
+    "bullmq": Schema("tqmon.collectors.bullmq", owns_keys=False),
 }
