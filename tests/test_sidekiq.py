@@ -172,3 +172,22 @@ def test_sidekiq_7_and_8_layouts_and_bad_data(standalone):
     assert result.value("tqmon_skipped_entries", collector="workers", reason="bad_value") >= 2
     assert result.value("tqmon_collector_up", collector="workers") == 1
     assert result.value("tqmon_collector_up", collector="queues") == 1
+
+
+def test_adapter_config():
+    """Sidekiq may write tqmon's own keys (unless --read-only), BullMQ never writes; neither
+    moves jobs."""
+    from tqmon import config
+
+    assert not config.load(["--schema", "sidekiq"], {}).read_only
+    assert config.load(["--schema", "sidekiq", "--read-only"], {}).read_only
+    bull = config.load(["--schema", "bullmq", "--bullmq-queues", "a, b,a",
+                        "--bullmq-prefix", "{bull}"], {})
+    assert bull.read_only and bull.bullmq_queues == ("a", "b") and bull.bullmq_prefix == "{bull}"
+    assert config.load(["--schema", "sidekiq"], {}).sidekiq_heartbeat_timeout == 30
+    for args, message in ((["--schema", "sidekiq", "--requeue-orphans"], "read-only"),
+                          (["--schema", "bullmq", "--requeue-orphans"], "read-only"),
+                          (["--schema", "bullmq", "--bullmq-prefix", ""], "must not be empty"),
+                          (["--sidekiq-heartbeat-timeout", "0"], "positive")):
+        with pytest.raises(config.ConfigError, match=message):
+            config.load(args, {})
