@@ -22,7 +22,7 @@ missing, the workers collector reports down, and everything else is collected.
 
 Round trips per node: TIME and the sizes of every queue's keys with the ids of the oldest
 waiting jobs (pipelined, 1,000 commands at a time); HMGET of those jobs and LRANGE of the
-active lists; EXISTS of each active job's lock, 1,000 per round trip.
+active lists; one EXISTS over the lock keys of each 1,000 active jobs.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ SIZES = (("LLEN", "wait"), ("LLEN", "paused"), ("ZCARD", "prioritized"), ("LLEN"
          ("ZCARD", "waiting-children"), ("HGET", "meta", b"paused"),
          ("LINDEX", "wait", -1), ("LINDEX", "paused", -1))
 REGISTRIES = (("delayed", 4), ("completed", 5), ("failed", 6), ("waiting_children", 7))
+EXISTS_PER_PIPELINE = 10  # EXISTS commands (of up to 1,000 keys each) per round trip
 NO_PERMISSION = "CLIENT LIST refused: grant the ACL +client|list to count BullMQ workers"
 
 
@@ -145,7 +146,7 @@ def _collect_node(ctx: Context, client: redis.Redis, queues: list[str],
         for start in range(0, active, BATCH):
             second.append((b"LRANGE", _key(prefix, queue, "active"), start, start + BATCH - 1))
     replies = iter(_pipelined(client, second))
-    locks: list[tuple[str, bytes]] = []
+    locks: list[tuple[str, list[bytes]]] = []  # (queue, up to 1,000 active job ids)
     for index, queue in enumerate(queues):
         row = sizes[index * per:(index + 1) * per]
         labels = {"priority": queue[:MAX_LABEL]}
@@ -183,16 +184,21 @@ def _collect_node(ctx: Context, client: redis.Redis, queues: list[str],
             if isinstance(ids, Exception):
                 skips["wrong_type"] += 1
                 continue
-            locks += [(queue, job_id) for job_id in ids]
+            if ids:
+                locks.append((queue, ids))
     orphaned: Counter[str] = Counter({queue: 0 for queue in queues})
-    for start in range(0, len(locks), BATCH):
-        batch = locks[start:start + BATCH]
-        exists = connection.pipelined(client, [
-            (b"EXISTS", f"{prefix}:{queue}:".encode() + job_id + b":lock")
-            for queue, job_id in batch])
-        for (queue, _), held in zip(batch, exists, strict=True):
-            if held == 0:  # active, and no worker renews its lock: the worker is gone
-                orphaned[queue] += 1
+    # one EXISTS over a chunk's lock keys (a queue's keys share a slot): its count of the locks
+    # still held says how many of the chunk's jobs lost theirs, without a command per job
+    for start in range(0, len(locks), EXISTS_PER_PIPELINE):
+        batch = locks[start:start + EXISTS_PER_PIPELINE]
+        held = connection.pipelined(client, [
+            (b"EXISTS", *(f"{prefix}:{queue}:".encode() + job_id + b":lock" for job_id in ids))
+            for queue, ids in batch])
+        for (queue, ids), count in zip(batch, held, strict=True):
+            if isinstance(count, Exception):
+                skips["wrong_type"] += 1
+            else:  # active, and no worker renews its lock: the worker is gone
+                orphaned[queue] += len(ids) - count
     for queue in queues:
         out.add("task_queue_orphaned", {"priority": queue[:MAX_LABEL], "group": GROUP},
                 float(orphaned[queue]))
