@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,6 @@ class Process:
     fields: list[Any] | Exception
     age: float | None = None  # seconds since its last beat; None when its hash is gone
     up: bool = False
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 def _members(client: redis.Redis, key: bytes, size: int) -> list[bytes]:
