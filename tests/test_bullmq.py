@@ -177,3 +177,27 @@ def test_bullmq_on_redis_cluster(cluster, processes):
         cluster_client.delete(*[k for k in cluster_client.scan_iter(f"{prefix}:*")])
     finally:
         cluster_client.close()
+
+
+def test_bullmq_legacy_paused_list_and_bad_data(standalone):
+    """Keys in the layout of BullMQ versions that renamed `wait` to `paused` while paused
+    (written here: the pinned versions no longer do), and a key of the wrong type."""
+    client = standalone.client()
+    now_ms = int(client.time()[0]) * 1000
+    for job_id, age in (("1", 90), ("2", 30)):
+        client.hset(f"bull:old:{job_id}", mapping={"timestamp": now_ms - age * 1000, "delay": 0})
+    client.lpush("bull:old:paused", "1", "2")  # LPUSH: the oldest at -1
+    client.zadd("bull:old:prioritized", {"3": 1})
+    client.set("bull:bad:wait", "not a list")
+    client.rpush("bull:bad:active", "9")  # active, and no lock: orphaned
+    before = digest(client)
+    result = run_tqmon("--schema", "bullmq", "--redis-url", standalone.url,
+                       "--bullmq-queues", "old,bad", "--collectors", "queues")
+    assert digest(client) == before
+    assert result.value("task_queue_depth", priority="old") == 3
+    assert result.value("task_queue_registry_jobs", priority="old", registry="paused") == 2
+    assert 89 <= result.value("task_queue_oldest_waiting_age_seconds", priority="old",
+                              group="bullmq") < 95
+    assert result.value("task_queue_orphaned", priority="bad", group="bullmq") == 1
+    assert result.value("tqmon_skipped_entries", collector="queues", reason="wrong_type") == 1
+    assert result.value("tqmon_collector_up", collector="queues") == 1
