@@ -130,11 +130,17 @@ def test_sidekiq_processes_queues_death_and_orphans(standalone, processes):
     assert result.value("worker_up", **busy) == 0
     assert result.value("tqmon_skipped_entries", collector="workers",
                         reason="missing_hash") == 1
+    # a live Sidekiq's poller prunes the member: tqmon still reports the death it recorded
+    client.srem("processes", ids[0])  # what the prune does, without the wait
+    result = run_tqmon(*args)
+    assert result.value("worker_up", **busy) == 0 and result.value("workers_dead") == 1
+    assert result.value("task_queue_orphaned", priority="slow", group="sidekiq") == 1
     # a short retention forgets it
     result = run_tqmon(*args, "--dead-retention", "0.001")
     result = run_tqmon(*args, "--dead-retention", "0.001")
     assert result.value("task_queue_orphaned", priority="slow", group="sidekiq") == 0
     assert result.value("dead_workers_detected_total") == 1
+    assert result.values("worker_up", **busy) == [] and result.value("workers_dead") == 0
 
 
 def test_sidekiq_7_and_8_layouts_and_bad_data(standalone):

@@ -13,9 +13,11 @@ versions tested):
                         `enqueued_at` float seconds before 8, integer milliseconds since)
   schedule, retry, dead ZSETs by time; stat:processed, stat:failed: the fleet's counters
 
-A process killed without cleaning up stays in `processes` after its hash expired; Sidekiq's
-UI drops it silently (and prunes it, a write). tqmon reports it `worker_up 0`, and a process
-whose beat is older than --sidekiq-heartbeat-timeout as well. The jobs in a dead process's
+A process killed without cleaning up stays in `processes` after its hash expired, until a
+live Sidekiq's scheduler (every 10th poll) or the UI prunes it, a write; the UI never shows
+it. tqmon reports it `worker_up 0`, and a process whose beat is older than
+--sidekiq-heartbeat-timeout as well; once pruned, one tqmon saw die stays `worker_up 0` until
+--dead-retention, from tqmon's own record. The jobs in a dead process's
 work hash are lost in Sidekiq OSS (only Pro's super_fetch recovers them): they are
 `task_queue_orphaned`. The work hash expires 60 s after the last beat, so, unless --read-only,
 tqmon remembers each death and its jobs under its own `{P}:sidekiq:*` keys, through one Lua
@@ -241,8 +243,16 @@ def collect_workers(ctx: Context) -> Samples:
         processes = _read_processes(client, identities, FIELDS, now, timeout, skips)
         _worker_rows(out, processes, now, skips)
         dead = [p.identity for p in processes if not p.up]
+        known = set() if isinstance(remembered, Exception) else set(remembered)
+        # Live Sidekiqs prune members whose hash expired (the scheduler's poller, the UI),
+        # often before an alert's `for:` has passed: those tqmon saw die stay worker_up 0
+        # until --dead-retention, as dead workers do under the native contract.
+        pruned = sorted(known - set(identities))
+        for identity in pruned:
+            name = skips.label(identity)
+            out.add("worker_up", {"worker_id": name, "worker_name": name}, 0.0)
         out.add("workers_alive", {}, float(len(processes) - len(dead)))
-        out.add("workers_dead", {}, float(len(dead)))
+        out.add("workers_dead", {}, float(len(dead) + len(pruned)))
         for metric, raw in (("worker_tasks_processed_total", processed),
                             ("worker_tasks_failed_total", failed)):
             value = 0.0 if raw is None else skips.number(raw)
@@ -251,7 +261,6 @@ def collect_workers(ctx: Context) -> Samples:
             elif value is not None:
                 out.add(metric, FLEET, value)
         if not ctx.config.read_only:
-            known = set() if isinstance(remembered, Exception) else set(remembered)
             revived = sorted(known & {p.identity for p in processes if p.up})
             fresh = [identity for identity in dead if identity not in known]
             detected = _remember(ctx, client, _orphans(client, fresh, skips), revived)
