@@ -121,13 +121,18 @@ def test_sidekiq_processes_queues_death_and_orphans(standalone, processes):
     everything = digest(client)
     run_tqmon(*args, "--read-only")
     assert digest(client) == everything
+    # a clean stop deregisters (no death), and leaves no live Sidekiq to prune members
     processes[1].signal(signal.SIGCONT)
+    processes[1].signal(signal.SIGTERM)
+    processes[1].proc.wait(30)
 
     # Sidekiq's hashes expire 60 s after the last beat; the orphan page outlives them
     client.delete(ids[0], f"{ids[0]}:workers")  # what the expiry does, without the wait
     result = run_tqmon(*args)
     assert result.value("task_queue_orphaned", priority="slow", group="sidekiq") == 1
     assert result.value("worker_up", **busy) == 0
+    assert result.values("worker_up", worker_id=ids[1], worker_name=ids[1]) == []
+    assert result.value("workers_dead") == 1 and result.value("workers_alive") == 0
     assert result.value("tqmon_skipped_entries", collector="workers",
                         reason="missing_hash") == 1
     # a live Sidekiq's poller prunes the member: tqmon still reports the death it recorded
