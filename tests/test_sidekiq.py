@@ -184,6 +184,16 @@ def test_sidekiq_7_and_8_layouts_and_bad_data(standalone):
     assert result.value("tqmon_collector_up", collector="workers") == 1
     assert result.value("tqmon_collector_up", collector="queues") == 1
 
+    # a user who may not run scripts: deaths are reported, not recorded, and nothing fails
+    client.execute_command("ACL", "SETUSER", "mon", "on", ">pw-7", "~*", "+@read",
+                           "+@connection", "+info", "+time", "-eval")
+    result = run_tqmon("--schema", "sidekiq", "--redis-url", standalone.url, "--username",
+                       "mon", env={"TQMON_REDIS_PASSWORD": "pw-7"}, secret="pw-7")
+    assert result.returncode == 0 and digest(client) == before
+    assert "Sidekiq deaths not recorded" in result.stderr
+    assert result.value("tqmon_collector_up", collector="workers") == 1
+    assert result.value("workers_dead") == 3
+
 
 def test_adapter_config():
     """Sidekiq may write tqmon's own keys (unless --read-only), BullMQ never writes; neither
