@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # wheel: it runs from the checkout.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: install system-deps catalog demo demo-stack test bench lint clean
+.PHONY: install system-deps node-deps catalog demo demo-stack test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,13 @@ $(VENV)/.installed: pyproject.toml
 system-deps:
 	.ci/system-deps
 
+# BullMQ (pinned in tests/bullmq/package-lock.json) for the BullMQ tests and bench
+node-deps: tests/bullmq/node_modules/.installed
+
+tests/bullmq/node_modules/.installed: tests/bullmq/package.json tests/bullmq/package-lock.json
+	cd tests/bullmq && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 catalog: install  # plugin/tqmon/catalog.json from catalog.yaml (committed; a test checks it)
 	$(BIN)/python -m devtools.catalog_source
 
@@ -27,7 +34,7 @@ demo: install
 	.ci/system-deps --redis-only
 	$(BIN)/python -m devtools.demo
 
-test: install system-deps
+test: install system-deps node-deps
 	$(BIN)/pytest
 
 # The demo plus node_exporter and Prometheus on loopback, alerts loaded with short `for:`
@@ -37,8 +44,7 @@ demo-stack: install system-deps
 	  --output build/demo-stack/tqmon-rules.yaml
 	$(BIN)/python -m devtools.stack --rules build/demo-stack/tqmon-rules.yaml
 
-bench: install
-	.ci/system-deps --redis-only
+bench: install system-deps node-deps
 	$(BIN)/python tests/bench.py
 
 lint: install

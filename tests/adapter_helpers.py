@@ -1,4 +1,5 @@
-"""Shared by the RQ and Dramatiq adapter tests: worker processes, polling, key digests."""
+"""Shared by the adapter tests (RQ, Dramatiq, Sidekiq, BullMQ): worker processes, polling,
+key digests."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ TESTS = Path(__file__).parent
 
 
 class Process:
-    """A real worker process (rq or dramatiq CLI); killed at the end whatever happened."""
+    """A real worker process (rq, dramatiq, sidekiq, node); killed at the end whatever happened."""
 
-    def __init__(self, command: list[str], url: str) -> None:
-        env = {**os.environ, "PYTHONPATH": str(TESTS), "TQMON_TEST_REDIS_URL": url}
+    def __init__(self, command: list[str], url: str, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "PYTHONPATH": str(TESTS), "TQMON_TEST_REDIS_URL": url, **(env or {})}
         self.proc = subprocess.Popen(command, cwd=TESTS, env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
 
@@ -85,11 +86,22 @@ def poll_tqmon(args: list[str], check: Callable[[Result], bool], timeout: float,
 
 
 def digest(client: redis.Redis) -> dict[bytes, tuple[bytes, str]]:
-    """Every key's type and a hash of its serialised content (DUMP): equal digests mean
-    nothing was written. Expiries are left out: they count down by themselves."""
+    """Every key's type and a hash of its content, read in a canonical order: equal digests
+    mean nothing was written. Not DUMP: a read may advance the incremental rehash of a
+    hashtable-encoded hash or set, which reorders DUMP's bytes without changing a thing.
+    Expiries are left out: they count down by themselves."""
+    readers = {
+        "string": lambda key: [client.get(key)],
+        "list": lambda key: client.lrange(key, 0, -1),
+        "set": lambda key: sorted(client.smembers(key)),
+        "zset": lambda key: client.zrange(key, 0, -1, withscores=True),
+        "hash": lambda key: sorted(client.hgetall(key).items()),
+        "stream": lambda key: client.xrange(key),
+    }
     out = {}
     for key in client.scan_iter(count=1000):
         kind = client.type(key)
-        dumped = client.dump(key) or b""
-        out[key] = (kind, hashlib.sha256(dumped).hexdigest())
+        name = kind.decode() if isinstance(kind, bytes) else kind
+        content = repr(readers[name](key)).encode() if name in readers else client.dump(key)
+        out[key] = (kind, hashlib.sha256(content or b"").hexdigest())
     return out

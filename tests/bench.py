@@ -20,6 +20,12 @@ Prints numbers, never passes or fails.
    listening window (a heartbeat interval and a bit) by design.
 6. arq: one queue of 100,000 jobs (90% ready, 100 of them in progress, 10% deferred; written
    server-side, as arq's enqueue_job would): `--schema arq --collectors queues`.
+7. Sidekiq: --sidekiq-processes (1,000) processes in Sidekiq 6.4's layout (written here the way
+   its heartbeat writes them: no machine runs 1,000 Sidekiqs), 10% dead with a job each, 10
+   queues x 1,000 jobs: collection time and the commands one run sends.
+8. BullMQ: --bullmq-queues (100) queues x --bullmq-jobs (10,000) waiting jobs added by real
+   BullMQ (Queue.addBulk under Node), and one queue with 1,000 active jobs whose worker was
+   SIGKILLed (their locks expired): collection time and the commands one run sends.
 """
 
 from __future__ import annotations
@@ -440,6 +446,122 @@ def bench_arq(runs: int, jobs: int = 100_000) -> None:
                       server, ["--schema", "arq"], runs)
     finally:
         server.stop()
+BULLMQ_APP = Path(__file__).parent / "bullmq" / "app.js"
+
+
+def _median_collection(command: list[str], runs: int) -> tuple[float, float, float]:
+    """Median collection seconds (workers + queues), whole invocation, and peak RSS."""
+    run(command)  # warm the page cache and .pyc files
+    collect, whole, rss = [], [], []
+    for _ in range(runs):
+        seconds, out, peak = run(command)
+        took = collection_seconds(out)
+        collect.append(took.get("workers", 0.0) + took.get("queues", 0.0))
+        whole.append(seconds)
+        rss.append(peak)
+    return statistics.median(collect), statistics.median(whole), max(rss)
+
+
+def register_sidekiq_processes(client, count: int, dead_share: float = 0.1) -> int:
+    """`count` processes as Sidekiq 6.4's heartbeat leaves them (launcher.rb: SADD processes,
+    HMSET info/busy/beat/rtt_us/quiet/rss, EXPIRE 60; the `:workers` hash of running jobs),
+    10% of them dead: beat 40 s old, one job each in their work hash."""
+    import json
+
+    now, dead = time.time(), int(count * dead_share)
+    pipe = client.pipeline(transaction=False)
+    for i in range(count):
+        identity = f"bench-host-{i // 8}:{10000 + i}:{i:012x}"
+        info = {"hostname": f"bench-host-{i // 8}", "started_at": now - 3600, "pid": 10000 + i,
+                "tag": "", "concurrency": 10, "queues": ["default", f"q{i % 10}"],
+                "labels": [], "identity": identity}
+        beat = now - 40 if i < dead else now
+        pipe.sadd("processes", identity)
+        pipe.hset(identity, mapping={"info": json.dumps(info), "busy": 1, "beat": beat,
+                                     "rtt_us": 100, "quiet": "false", "rss": 50000})
+        pipe.expire(identity, 60)
+        job = {"queue": f"q{i % 10}", "payload": json.dumps({"class": "Job", "args": [i]}),
+               "run_at": int(now) - 30}
+        pipe.hset(f"{identity}:workers", "tid-1", json.dumps(job))
+        pipe.expire(f"{identity}:workers", 60)
+        if i % 1000 == 999:
+            pipe.execute()
+    for q in range(10):
+        pipe.sadd("queues", f"q{q}")
+        jobs = [json.dumps({"class": "Job", "args": [j], "queue": f"q{q}", "jid": f"{q}-{j}",
+                            "created_at": now - 60, "enqueued_at": now - 60 + j / 1000})
+                for j in range(1000)]
+        pipe.lpush(f"queue:q{q}", *jobs)
+    pipe.execute()
+    return dead
+
+
+def bench_sidekiq(count: int, runs: int) -> None:
+    server = devcluster.start_standalone()
+    try:
+        dead = register_sidekiq_processes(server.client(), count)
+        tqmon = [sys.executable, "-m", "tqmon", "--schema", "sidekiq", "--redis-url",
+                 server.url, "--collectors", "workers,queues", "--timeout", "30"]
+        delta = commands_of_one_run([server], tqmon)[server.address]  # records the deaths
+        again = commands_of_one_run([server], tqmon)[server.address]  # steady state
+        collect, whole, rss = _median_collection(tqmon, runs)
+    finally:
+        server.stop()
+    print(f"\n== Sidekiq: {count} processes ({dead} dead, a job each), 10 queues x 1,000 "
+          f"jobs; median of {runs}")
+    print(f"collection (workers+queues) {collect * 1000:8.1f}ms   whole process "
+          f"{whole * 1000:.1f}ms   peak RSS {rss:.0f} MiB")
+    print(f"commands, first run (records {dead} deaths): {_fmt(delta)}")
+    print(f"commands, every later run:                  {_fmt(again)}")
+
+
+def _node(url: str, *args: str) -> None:
+    subprocess.run(["node", str(BULLMQ_APP), *args], check=True,
+                   env={**os.environ, "REDIS_URL": url})
+
+
+def bench_bullmq(queues: int, jobs: int, runs: int) -> None:
+    server = devcluster.start_standalone()
+    worker = None
+    try:
+        print(f"adding {queues} x {jobs} BullMQ jobs (Queue.addBulk) ...", flush=True)
+        started = time.monotonic()
+        _node(server.url, "bulk", "bench", str(queues), str(jobs))
+        print(f"  took {time.monotonic() - started:.0f} s", flush=True)
+        client = server.client()
+        worker = subprocess.Popen(["node", str(BULLMQ_APP), "worker", "held", "-", "2000",
+                                   "1000"], env={**os.environ, "REDIS_URL": server.url},
+                                  stdout=subprocess.PIPE)
+        assert worker.stdout is not None and worker.stdout.readline() == b"ready\n"
+        _node(server.url, "add", "held", "sleep", "1000")
+        devcluster.wait_for(lambda: client.llen("bull:held:active") == 1000, 60,
+                            "1,000 active jobs")
+        worker.kill()
+        worker.wait()
+        devcluster.wait_for(lambda: not client.exists("bull:held:1000:lock"), 10,
+                            "the locks to expire")
+        names = ",".join([*(f"bench{q}" for q in range(queues)), "held"])
+        tqmon = [sys.executable, "-m", "tqmon", "--schema", "bullmq", "--redis-url",
+                 server.url, "--bullmq-queues", names, "--collectors", "workers,queues",
+                 "--timeout", "30"]
+        delta = commands_of_one_run([server], tqmon)[server.address]
+        collect, whole, rss = _median_collection(tqmon, runs)
+        full = subprocess.run(tqmon, capture_output=True, text=True, env=_env(), check=True)
+        orphaned = sum(s.value for f in text_string_to_metric_families(full.stdout)
+                       for s in f.samples if s.name == "task_queue_orphaned")
+        depth = sum(s.value for f in text_string_to_metric_families(full.stdout)
+                    for s in f.samples if s.name == "task_queue_depth")
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        server.stop()
+    print(f"\n== BullMQ: {queues} queues x {jobs} waiting jobs, 1 queue x 1,000 active jobs "
+          f"of a killed worker; median of {runs}")
+    print(f"collection (workers+queues) {collect * 1000:8.1f}ms   whole process "
+          f"{whole * 1000:.1f}ms   peak RSS {rss:.0f} MiB")
+    print(f"reported: depth {depth:.0f}, orphaned {orphaned:.0f}")
+    print(f"commands one run sends: {_fmt(delta)}")
 
 
 def main() -> int:
@@ -454,6 +576,11 @@ def main() -> int:
     parser.add_argument("--rq-only", action="store_true", help="run only that comparison")
     parser.add_argument("--celery-arq-only", action="store_true",
                         help="run only the Celery and arq measurements")
+    parser.add_argument("--sidekiq-processes", type=int, default=1000)
+    parser.add_argument("--bullmq-queues", type=int, default=100)
+    parser.add_argument("--bullmq-jobs", type=int, default=10_000)
+    parser.add_argument("--adapters-only", action="store_true",
+                        help="run only the Sidekiq and BullMQ benchmarks")
     args = parser.parse_args()
     if args.rq_only:
         bench_rq(args.rq_workers, args.runs, None)
@@ -461,6 +588,10 @@ def main() -> int:
     if args.celery_arq_only:
         bench_celery(args.runs)
         bench_arq(args.runs)
+        return 0
+    if args.adapters_only:
+        bench_sidekiq(args.sidekiq_processes, args.runs)
+        bench_bullmq(args.bullmq_queues, args.bullmq_jobs, args.runs)
         return 0
     print("starting the reference cluster (3 masters + 3 replicas) ...", flush=True)
     with devcluster.running_cluster() as cluster:
@@ -471,6 +602,8 @@ def main() -> int:
     bench_rq(args.rq_workers, args.runs, floor)
     bench_celery(args.runs)
     bench_arq(args.runs)
+    bench_sidekiq(args.sidekiq_processes, args.runs)
+    bench_bullmq(args.bullmq_queues, args.bullmq_jobs, args.runs)
     return 0
 
 

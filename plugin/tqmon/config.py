@@ -29,6 +29,9 @@ CELERY_VISIBILITY_TIMEOUT = 3600.0  # kombu.transport.redis.Channel.visibility_t
 CELERY_HEARTBEAT_INTERVAL = 2.0  # celery.worker.heartbeat.Heart: --heartbeat-interval
 ARQ_QUEUE = "arq:queue"  # arq.constants.default_queue_name
 ARQ_HEALTH_CHECK_INTERVAL = 3600.0  # arq.worker.Worker(health_check_interval=3600)
+# Sidekiq beats every 5 s (6.x) or 10 s (7+) and its process and work hashes expire 60 s after
+# the last beat: a death must be seen before that for the jobs it held to be counted.
+SIDEKIQ_HEARTBEAT_TIMEOUT = 30.0
 ENV_URL, ENV_PASSWORD, ENV_CONFIG = "TQMON_REDIS_URL", "TQMON_REDIS_PASSWORD", "TQMON_CONFIG"
 
 
@@ -87,6 +90,9 @@ class Config:
     celery_heartbeat_interval: float = CELERY_HEARTBEAT_INTERVAL
     arq_queues: tuple[str, ...] = (ARQ_QUEUE,)
     arq_health_check_interval: float = ARQ_HEALTH_CHECK_INTERVAL
+    sidekiq_heartbeat_timeout: float = SIDEKIQ_HEARTBEAT_TIMEOUT
+    bullmq_prefix: str = "bull"
+    bullmq_queues: tuple[str, ...] = ()  # () = the queues connected workers name (CLIENT LIST)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -161,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="put the pending entries of dead workers back on their stream")
     p.add_argument("--schema", metavar="NAME",
                    help="whose keys to read: native (tqmon's heartbeat contract, default), rq, "
-                   "dramatiq, celery or arq (their own keys, never written)")
+                   "dramatiq, celery, arq, sidekiq or bullmq (their own keys, never written)")
     p.add_argument("--rq-worker-ttl", metavar="SECONDS", type=float,
                    help="RQ: TTL of a worker hash that has no expiry (default 420, RQ's); "
                    "otherwise each worker's own TTL is read from its hash's expiry")
@@ -188,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"arq: comma-separated queue names (default {ARQ_QUEUE})")
     p.add_argument("--arq-health-check-interval", metavar="SECONDS", type=float,
                    help="arq: the workers' health_check_interval (default 3600, arq's)")
+    p.add_argument("--sidekiq-heartbeat-timeout", metavar="SECONDS", type=float,
+                   help="Sidekiq: a process whose last beat is older is dead (default 30; "
+                   "its hashes expire 60 s after its last beat)")
+    p.add_argument("--bullmq-prefix", metavar="PREFIX",
+                   help="BullMQ: the key prefix, e.g. {bull} on Redis Cluster (default bull)")
+    p.add_argument("--bullmq-queues", metavar="LIST",
+                   help="BullMQ: comma-separated queue names to watch (default: the queues "
+                   "of the workers connected now, from CLIENT LIST)")
     p.add_argument("--version", action="version", version=f"tqmon {__version__}")
     return p
 
@@ -367,6 +381,11 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if not arq_queues:
         raise ConfigError("--arq-queues needs at least one queue name")
 
+    bullmq_queues = tuple(dict.fromkeys(_as_list(pick("bullmq_queues", []), "bullmq-queues")))
+    bullmq_prefix = str(pick("bullmq_prefix", "bull"))
+    if not bullmq_prefix:
+        raise ConfigError("--bullmq-prefix must not be empty")
+
     return Config(
         targets=targets,
         username=pick("username") or url_user,
@@ -385,7 +404,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         max_worker_series=max_worker_series,
         worker_pool_pattern=pool_pattern,
         dead_retention=dead_retention,
-        # never write theirs; a schema with memory writes only its own {P} keys
+        # never write theirs; a schema with memory writes only tqmon's own {P} keys
         read_only=bool(pick("read_only", False)) or not (owns_keys or memory),
         queues=queues,
         groups=groups,
@@ -409,6 +428,11 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         arq_health_check_interval=_positive(
             pick("arq_health_check_interval", ARQ_HEALTH_CHECK_INTERVAL),
             "arq-health-check-interval"),
+        sidekiq_heartbeat_timeout=_positive(
+            pick("sidekiq_heartbeat_timeout", SIDEKIQ_HEARTBEAT_TIMEOUT),
+            "sidekiq-heartbeat-timeout"),
+        bullmq_prefix=bullmq_prefix,
+        bullmq_queues=bullmq_queues,
         warnings=tuple(warnings),
         **tls_files,
     )

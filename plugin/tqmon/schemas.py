@@ -29,4 +29,6 @@ SCHEMAS: dict[str, Schema] = {
     "dramatiq": Schema("tqmon.collectors.dramatiq", owns_keys=False),
     "celery": Schema("tqmon.collectors.celery", owns_keys=False, memory=True),
     "arq": Schema("tqmon.collectors.arq", owns_keys=False),
+    "sidekiq": Schema("tqmon.collectors.sidekiq", owns_keys=False, memory=True),
+    "bullmq": Schema("tqmon.collectors.bullmq", owns_keys=False),
 }

@@ -106,8 +106,8 @@ def cap_reported(samples: Samples, limit: int | None, pattern: re.Pattern[str]) 
     for metric, rows in samples.rows.items():
         if metric in ("workers_alive", "workers_dead") and not own_pools:
             continue
-        if rows and _per_worker(metric):
-            rows = [row for row in rows if row[0][0] in chosen_ids]
+        if rows and _per_worker(metric):  # ("" is no worker: e.g. Sidekiq's fleet counters)
+            rows = [row for row in rows if row[0][0] in chosen_ids or not row[0][0]]
         out.rows[metric].extend(rows)
     if not own_pools:  # task counters: sums over the workers the system reports (see above)
         add_pools(out, alive, dead, busy, _sums(samples, "worker_tasks_processed_total", pool_of),

@@ -1,0 +1,375 @@
+"""Sidekiq (6.x to 8.x, without redis-namespace) read as it is; its keys are never written.
+
+Keys (Sidekiq's layout; an internal one, not a documented contract: docs/adapters.md names the
+versions tested):
+  processes             SET of process identities `hostname:pid:nonce`
+  <identity>            HASH: beat (Unix seconds), busy (jobs running), quiet ("true" once told
+                        to stop), concurrency (7+), info (JSON: hostname, pid, started_at,
+                        queues, concurrency (6.x), tag, ...); every beat (5 s in 6.x, 10 s in
+                        7+) sets its expiry to 60 s
+  <identity>:work       HASH thread id -> JSON {queue, payload, run_at}: the jobs running now
+                        (`<identity>:workers` in 6.x); same expiry
+  queues                SET of queue names; `queue:<name>` LIST (LPUSH: the oldest at -1, its
+                        `enqueued_at` float seconds before 8, integer milliseconds since)
+  schedule, retry, dead ZSETs by time; stat:processed, stat:failed: the fleet's counters
+
+A process killed without cleaning up stays in `processes` after its hash expired, until a
+live Sidekiq's scheduler (every 10th poll) or the UI prunes it, a write; the UI never shows
+it. tqmon reports it `worker_up 0`, and a process whose beat is older than
+--sidekiq-heartbeat-timeout as well; once pruned, one tqmon saw die stays `worker_up 0` until
+--dead-retention, from tqmon's own record. The jobs in a dead process's
+work hash are lost in Sidekiq OSS (only Pro's super_fetch recovers them): they are
+`task_queue_orphaned`. The work hash expires 60 s after the last beat, so, unless --read-only,
+tqmon remembers each death and its jobs under its own `{P}:sidekiq:*` keys, through one Lua
+script (lua/sidekiq_dead.lua) that counts a death once however many collectors run, and keeps
+the orphans reported until --dead-retention has passed.
+
+Round trips: TIME, sizes and counters; the sets; HMGET per process and LLEN + LINDEX per queue,
+pipelined 1,000 at a time; HVALS of dead processes' work hashes; the memory script.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from .. import connection, contract
+from ..model import Samples, describe_error
+from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+
+log = logging.getLogger(__name__)
+
+PROCESSES, QUEUES = b"processes", b"queues"
+FIELDS = (b"beat", b"busy", b"quiet", b"concurrency", b"info")
+WORK_SUFFIXES = (b":work", b":workers")  # Sidekiq 7+, 6.x
+REGISTRIES = (("scheduled", b"schedule"), ("retry", b"retry"), ("dead", b"dead"))
+SMEMBERS_MAX = 10_000  # above this, SSCAN: no single huge reply
+MAX_QUEUES_PER_WORKER = 20
+MILLISECONDS_ABOVE = 1e11  # a Unix time above this is in milliseconds (Sidekiq 8)
+WORKER = ("worker_id", "worker_name")
+GROUP = "sidekiq"  # the `group` label of the queue series: Sidekiq has no consumer groups
+# worker labels of the fleet-wide counters: Sidekiq counts per fleet, not per process
+FLEET = {"worker_id": "", "worker_name": ""}
+QUEUE_REASONS = ("bad_value", "wrong_type")
+SCRIPT = (Path(__file__).parent.parent / "lua" / "sidekiq_dead.lua").read_text("utf-8")
+SCRIPT_BATCH = 500  # dead processes per script run: keeps it ~1 ms
+
+
+def memory_keys(prefix: str) -> tuple[str, str, str]:
+    """tqmon's own keys for Sidekiq deaths: dead ZSET, orphans HASH, stats HASH."""
+    tag = contract.Keys(prefix).tag
+    return f"{tag}:sidekiq:dead", f"{tag}:sidekiq:orphans", f"{tag}:sidekiq:stats"
+
+
+def unix_seconds(raw: Any) -> float | None:
+    """Seconds from a Sidekiq time: float seconds, or integer milliseconds (Sidekiq 8)."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    if not 0 <= value < float("inf"):
+        return None
+    return value / 1000 if value > MILLISECONDS_ABOVE else value
+
+
+@dataclass
+class Process:
+    """One member of `processes` as this run read it."""
+
+    identity: bytes
+    fields: list[Any] | Exception
+    age: float | None = None  # seconds since its last beat; None when its hash is gone
+    up: bool = False
+
+
+def _members(client: redis.Redis, key: bytes, size: int) -> list[bytes]:
+    if size <= SMEMBERS_MAX:
+        return sorted(client.execute_command("SMEMBERS", key))
+    return sorted(set(client.sscan_iter(key, count=BATCH)))  # a set may repeat during SSCAN
+
+
+def _read_processes(client: redis.Redis, identities: list[bytes], fields: tuple[bytes, ...],
+                    now: float, timeout: float, skips: Skips) -> list[Process]:
+    """HMGET of each process hash, 1,000 per pipelined round trip; who is up, by its beat."""
+    processes = []
+    for start in range(0, len(identities), BATCH):
+        batch = identities[start:start + BATCH]
+        replies = connection.pipelined(client, [(b"HMGET", i, *fields) for i in batch])
+        for identity, reply in zip(batch, replies, strict=True):
+            process = Process(identity, reply)
+            processes.append(process)
+            if isinstance(reply, Exception):
+                skips["wrong_type"] += 1
+                continue
+            if not any(reply):  # the hash expired: the process died without cleaning up
+                skips["missing_hash"] += 1
+                continue
+            beat = unix_seconds(reply[0])
+            if beat is None:
+                skips["bad_value"] += 1
+                continue
+            process.age = max(0.0, now - beat)
+            process.up = process.age <= timeout
+    return processes
+
+
+def _orphans(client: redis.Redis, dead: list[bytes], skips: Counter[str]
+             ) -> dict[bytes, Counter[str]]:
+    """The jobs in dead processes' work hashes, by queue (HVALS, pipelined in batches)."""
+    found: dict[bytes, Counter[str]] = {}
+    per = len(WORK_SUFFIXES)
+    for start in range(0, len(dead), BATCH // per):
+        batch = dead[start:start + BATCH // per]
+        replies = connection.pipelined(client, [(b"HVALS", identity + suffix)
+                                                 for identity in batch
+                                                 for suffix in WORK_SUFFIXES])
+        for index, identity in enumerate(batch):
+            jobs: Counter[str] = Counter()
+            for reply in replies[index * per:(index + 1) * per]:
+                if isinstance(reply, Exception):
+                    skips["wrong_type"] += 1
+                    continue
+                for raw in reply:
+                    queue = _job_queue(raw)
+                    if queue is None:
+                        skips["bad_value"] += 1
+                    else:
+                        jobs[queue] += 1
+            found[identity] = jobs
+    return found
+
+
+def _job_queue(raw: bytes) -> str | None:
+    """The queue of a work-hash entry `{"queue": ..., "payload": ..., "run_at": ...}`."""
+    try:
+        queue = json.loads(raw).get("queue")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(queue, str) or not queue:
+        return None
+    return queue.removeprefix("queue:")[:MAX_LABEL]
+
+
+def _remember(ctx: Context, client: redis.Redis, dead: dict[bytes, Counter[str]],
+              revived: list[bytes]) -> Any:
+    """Record deaths and their jobs under tqmon's keys, each once (lua/sidekiq_dead.lua).
+    Returns dead_workers_detected after the last run, or the error (e.g. NOPERM)."""
+    keys = memory_keys(ctx.config.prefix)
+    items = sorted(dead.items())
+    commands = []
+    for start in range(0, max(len(items), 1), SCRIPT_BATCH):
+        batch = items[start:start + SCRIPT_BATCH]
+        args: list[Any] = [ctx.config.dead_retention, len(batch)]
+        for identity, jobs in batch:
+            args += [identity, json.dumps(dict(sorted(jobs.items())), separators=(",", ":"))]
+        if start == 0:
+            args += revived
+        commands.append((b"EVAL", SCRIPT, 4, *keys, PROCESSES, *args))
+    replies = connection.pipelined(client, commands)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            return reply
+    return replies[-1][1]
+
+
+def _worker_rows(out: Samples, processes: list[Process], now: float, skips: Skips) -> None:
+    rows = {metric: out.series(metric, WORKER) for metric in (
+        "worker_up", "worker_heartbeat_age_seconds", "worker_uptime_seconds",
+        "worker_current_status", "worker_jobs_running", "worker_concurrency", "worker_quiet")}
+    info_rows = out.series("worker_info", (*WORKER, "hostname"))
+    queue_rows = out.series("worker_queue_info", (*WORKER, "priority"))
+    number, label = skips.number, skips.label
+    for process in processes:
+        name = label(process.identity)
+        labels = (name, name)
+        rows["worker_up"].append((labels, 1.0 if process.up else 0.0))
+        if process.age is None:
+            continue
+        rows["worker_heartbeat_age_seconds"].append((labels, process.age))
+        _, busy, quiet, concurrency, raw_info = process.fields
+        try:
+            info = json.loads(raw_info) if raw_info else {}
+            if not isinstance(info, dict):
+                raise ValueError
+        except ValueError:
+            skips["bad_value"] += 1
+            info = {}
+        info_rows.append(((name, name, label(str(info.get("hostname", "")))), 1.0))
+        queues = [q for q in info.get("queues") or () if isinstance(q, str)]
+        if len(queues) > MAX_QUEUES_PER_WORKER:
+            skips["too_many_series"] += 1
+            queues = queues[:MAX_QUEUES_PER_WORKER]
+        for queue in dict.fromkeys(queues):
+            queue_rows.append(((name, name, label(queue)), 1.0))
+        if not process.up:
+            continue
+        if (started := unix_seconds(info.get("started_at"))) is not None:
+            rows["worker_uptime_seconds"].append((labels, max(0.0, now - started)))
+        running = number(busy)
+        if running is not None:
+            rows["worker_jobs_running"].append((labels, running))
+            rows["worker_current_status"].append((labels, 1.0 if running > 0 else 0.0))
+        threads = number(concurrency if concurrency is not None else info.get("concurrency"))
+        if threads is not None:
+            rows["worker_concurrency"].append((labels, threads))
+        rows["worker_quiet"].append((labels, 1.0 if quiet == b"true" else 0.0))
+
+
+def collect_workers(ctx: Context) -> Samples:
+    """Per process: up, beat age, uptime, busy and concurrency, quiet, host, queues; the
+    fleet's processed and failed counters; deaths remembered and counted once."""
+    timeout, keys = ctx.config.sidekiq_heartbeat_timeout, memory_keys(ctx.config.prefix)
+
+    def work(client: redis.Redis) -> Samples:
+        out, skips = Samples(), Skips()
+        pipe = client.pipeline(transaction=False)
+        for command in (("TIME",), ("SCARD", PROCESSES), ("GET", b"stat:processed"),
+                        ("GET", b"stat:failed"), ("ZRANGE", keys[0], 0, -1),
+                        ("HGET", keys[2], "dead_workers_detected")):
+            pipe.execute_command(*command)
+        clock, size, processed, failed, remembered, detected = pipe.execute(
+            raise_on_error=False)
+        for reply in (clock, size):
+            if isinstance(reply, Exception):
+                raise reply
+        now = server_time(clock)
+        identities = _members(client, PROCESSES, int(size))
+        processes = _read_processes(client, identities, FIELDS, now, timeout, skips)
+        _worker_rows(out, processes, now, skips)
+        dead = [p.identity for p in processes if not p.up]
+        known = set() if isinstance(remembered, Exception) else set(remembered)
+        # Live Sidekiqs prune members whose hash expired (the scheduler's poller, the UI),
+        # often before an alert's `for:` has passed: those tqmon saw die stay worker_up 0
+        # until --dead-retention, as dead workers do under the native contract.
+        pruned = sorted(known - set(identities))
+        for identity in pruned:
+            name = skips.label(identity)
+            out.add("worker_up", {"worker_id": name, "worker_name": name}, 0.0)
+        for metric, raw in (("worker_tasks_processed_total", processed),
+                            ("worker_tasks_failed_total", failed)):
+            value = 0.0 if raw is None else skips.number(raw)
+            if isinstance(raw, Exception):
+                skips["wrong_type"] += 1
+            elif value is not None:
+                out.add(metric, FLEET, value)
+        if not ctx.config.read_only:
+            revived = sorted(known & {p.identity for p in processes if p.up})
+            fresh = [identity for identity in dead if identity not in known]
+            detected = _remember(ctx, client, _orphans(client, fresh, skips), revived)
+            if isinstance(detected, Exception):
+                log.warning("Sidekiq deaths not recorded: %s", describe_error(detected))
+                detected = None
+        if isinstance(detected, Exception):
+            detected = None
+        if (value := skips.number(detected)) is not None:
+            out.add("dead_workers_detected_total", {}, value)
+        out.add_skipped("workers", WORKER_REASONS, skips)
+        return out
+
+    return on_key_owner(ctx, PROCESSES.decode(), work)
+
+
+def _read_queues(client: redis.Redis, names: list[bytes], now: float, out: Samples,
+                 skips: Counter[str]) -> None:
+    """Depth (LLEN) and the age of the oldest job (LINDEX -1), per queue."""
+    for start in range(0, len(names), BATCH // 2):
+        batch = names[start:start + BATCH // 2]
+        replies = connection.pipelined(client, [c for name in batch for c in (
+            (b"LLEN", b"queue:" + name), (b"LINDEX", b"queue:" + name, -1))])
+        for index, name in enumerate(batch):
+            depth, oldest = replies[2 * index:2 * index + 2]
+            queue = {"priority": name.decode("utf-8", "backslashreplace")[:MAX_LABEL]}
+            grouped = {**queue, "group": GROUP}
+            if isinstance(depth, Exception) or isinstance(oldest, Exception):
+                skips["wrong_type"] += 1
+                continue
+            out.add("task_queue_depth", queue, float(depth))
+            out.add("task_queue_lag", grouped, float(depth))
+            age = 0.0
+            if oldest is not None:
+                enqueued = None
+                try:
+                    job = json.loads(oldest)
+                    if isinstance(job, dict):
+                        enqueued = unix_seconds(job.get("enqueued_at", job.get("created_at")))
+                except ValueError:
+                    pass
+                if enqueued is None:
+                    skips["bad_value"] += 1
+                    continue
+                age = max(0.0, now - enqueued)
+            out.add("task_queue_oldest_waiting_age_seconds", grouped, age)
+
+
+def _orphan_totals(ctx: Context, client: redis.Redis, processes: list[Process],
+                   skips: Counter[str]) -> Counter[str]:
+    """Jobs held by dead processes, by queue: what their work hashes still show, else what
+    tqmon remembered when it first saw them dead (their hashes expire 60 s after the last
+    beat). Processes alive now are never counted, whatever was remembered."""
+    dead = [p.identity for p in processes if not p.up]
+    readable = _orphans(client, dead, skips)
+    alive = {p.identity for p in processes if p.up}
+    totals: Counter[str] = Counter()
+    orphans_key = memory_keys(ctx.config.prefix)[1]
+    try:
+        remembered = dict(client.hscan_iter(orphans_key, count=BATCH))
+    except redis.ResponseError:
+        skips["wrong_type"] += 1
+        remembered = {}
+    for identity, raw in remembered.items():
+        if identity in alive or readable.get(identity):
+            continue
+        try:
+            jobs = json.loads(raw)
+            totals.update({str(q)[:MAX_LABEL]: int(n) for q, n in jobs.items()})
+        except (ValueError, AttributeError, TypeError):
+            skips["bad_value"] += 1
+    for jobs in readable.values():
+        totals.update(jobs)
+    return totals
+
+
+def collect_queues(ctx: Context) -> Samples:
+    """Depth and oldest waiting age per queue, the schedule/retry/dead sets, and the jobs dead
+    processes were running (task_queue_orphaned)."""
+    timeout = ctx.config.sidekiq_heartbeat_timeout
+
+    def work(client: redis.Redis) -> Samples:
+        out, skips = Samples(), Skips()
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command("TIME")
+        pipe.execute_command("SCARD", QUEUES)
+        pipe.execute_command("SCARD", PROCESSES)
+        for _, key in REGISTRIES:
+            pipe.execute_command("ZCARD", key)
+        clock, queue_count, process_count, *registries = pipe.execute(raise_on_error=False)
+        for reply in (clock, queue_count, process_count):
+            if isinstance(reply, Exception):
+                raise reply
+        now = server_time(clock)
+        names = _members(client, QUEUES, int(queue_count))
+        _read_queues(client, names, now, out, skips)
+        for (registry, _), count in zip(REGISTRIES, registries, strict=True):
+            if isinstance(count, Exception):
+                skips["wrong_type"] += 1
+            else:  # one set for all queues: the queue of each job is inside its payload
+                out.add("task_queue_registry_jobs", {"priority": "", "registry": registry},
+                        float(count))
+        processes = _read_processes(client, _members(client, PROCESSES, int(process_count)),
+                                    (b"beat",), now, timeout, Skips())
+        orphaned = _orphan_totals(ctx, client, processes, skips)
+        for queue in sorted({n.decode("utf-8", "backslashreplace")[:MAX_LABEL]
+                             for n in names} | set(orphaned)):
+            out.add("task_queue_orphaned", {"priority": queue, "group": GROUP},
+                    float(orphaned[queue]))
+        out.add_skipped("queues", QUEUE_REASONS, skips)
+        return out
+
+    return on_key_owner(ctx, QUEUES.decode(), work)
+
