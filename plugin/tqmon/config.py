@@ -68,6 +68,7 @@ class Config:
     queues: tuple[tuple[str, str], ...] = ()  # (priority label, stream key); () = contract's
     groups: tuple[str, ...] = ("workers",)
     requeue_orphans: bool = False
+    max_redeliveries: int = contract.MAX_REDELIVERIES
     schema: str = "native"
     rq_worker_ttl: float = RQ_WORKER_TTL  # only for a worker hash without an expiry
     dramatiq_namespace: str = "dramatiq"
@@ -139,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="consumer group to report, repeatable (default workers)")
     p.add_argument("--requeue-orphans", action="store_true",
                    help="put the pending entries of dead workers back on their stream")
+    p.add_argument("--max-redeliveries", metavar="N", type=int,
+                   help="with --requeue-orphans: a task already requeued N times goes to the "
+                   "dead-letter stream <stream>:dead instead "
+                   f"(default {contract.MAX_REDELIVERIES})")
     p.add_argument("--schema", metavar="NAME",
                    help="whose keys to read: native (tqmon's heartbeat contract, default), rq or "
                    "dramatiq (their own keys, read-only)")
@@ -340,6 +345,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         queues=queues,
         groups=groups,
         requeue_orphans=requeue,
+        max_redeliveries=_count(pick("max_redeliveries", contract.MAX_REDELIVERIES),
+                                "max-redeliveries"),
         schema=schema,
         rq_worker_ttl=_positive(pick("rq_worker_ttl", RQ_WORKER_TTL), "rq-worker-ttl"),
         dramatiq_namespace=str(pick("dramatiq_namespace", "dramatiq")),
@@ -380,3 +387,9 @@ def _positive(value: Any, what: str) -> float:
     if not number > 0 or number == float("inf"):
         raise ConfigError(f"{what} must be a positive number of seconds")
     return number
+
+
+def _count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
+        raise ConfigError(f"{what} must be a whole number from 0 to 1000000")
+    return value

@@ -23,7 +23,14 @@ NETWORK_SHARE, COLLECTOR_SHARE = 0.90, 0.95
 def collect_once(config: Config) -> Samples:
     """Collect everything once; never raises for a Redis or collector failure."""
     collectors_done = Deadline(config.timeout * COLLECTOR_SHARE)
-    deadline = Deadline(config.timeout * NETWORK_SHARE)
+    deadline = collectors_done.sub(NETWORK_SHARE / COLLECTOR_SHARE)
+    try:
+        return _collect(config, collectors_done, deadline)
+    finally:
+        collectors_done.abandon()  # the answer is given: close what is still open, act no more
+
+
+def _collect(config: Config, collectors_done: Deadline, deadline: Deadline) -> Samples:
     ctx = Context(config=config, topology=discover(config, deadline), deadline=deadline)
     collectors = registry()
 

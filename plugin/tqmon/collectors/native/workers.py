@@ -17,9 +17,17 @@ from typing import Any
 
 import redis
 
-from ... import catalog, connection, contract
+from ... import catalog, contract
 from ...model import Histogram, Samples, describe_error
-from ..base import MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+from ..base import (
+    MAX_LABEL,
+    WORKER_REASONS,
+    Context,
+    Skips,
+    on_key_owner,
+    pipelined,
+    server_time,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +44,14 @@ INF = math.inf
 def _read_head(ctx: Context, client: redis.Redis) -> tuple[float, int, Any, Any]:
     """Round trip 1: detection (unless read-only), server time, registry size, stats."""
     keys, cfg = contract.Keys(ctx.config.prefix), ctx.config
-    pipe = client.pipeline(transaction=False)
+    commands: list[tuple[Any, ...]] = []
     if not cfg.read_only:
-        pipe.execute_command("EVAL", contract.DETECT, 3, keys.workers, keys.dead, keys.stats,
-                             cfg.heartbeat_ttl, cfg.dead_retention, keys.worker_prefix,
-                             contract.DETECT_LIMIT)
-    pipe.execute_command("TIME")
-    pipe.execute_command("ZCARD", keys.workers)
-    pipe.execute_command("HMGET", keys.stats, *contract.STAT_FIELDS)
-    pipe.execute_command("HLEN", keys.latency)
-    replies = pipe.execute(raise_on_error=False)
+        commands.append(("EVAL", contract.DETECT, 4, keys.workers, keys.dead, keys.stats,
+                         keys.pruned, cfg.heartbeat_ttl, cfg.dead_retention,
+                         keys.worker_prefix, contract.DETECT_LIMIT, contract.PRUNED_KEEP))
+    commands += [("TIME",), ("ZCARD", keys.workers), ("HMGET", keys.stats, *contract.STAT_FIELDS),
+                 ("HLEN", keys.latency)]
+    replies = pipelined(ctx, client, commands)
     if not cfg.read_only:
         script = replies.pop(0)
         if isinstance(script, Exception):  # e.g. NOPERM: report deaths all the same
@@ -57,41 +63,42 @@ def _read_head(ctx: Context, client: redis.Redis) -> tuple[float, int, Any, Any]
     return server_time(clock), int(size), stats, latency_size
 
 
-def _read_registry(client: redis.Redis, keys: contract.Keys, size: int
+def _read_registry(ctx: Context, client: redis.Redis, keys: contract.Keys, size: int
                    ) -> list[tuple[bytes, bytes]]:
     """Round trip 2: every (worker_id, last heartbeat) in ZRANGE batches, one pipeline."""
-    pipe = client.pipeline(transaction=False)
-    for start in range(0, size, ZRANGE_BATCH):
-        pipe.execute_command("ZRANGE", keys.workers, start, start + ZRANGE_BATCH - 1,
-                             "WITHSCORES")
+    commands = [("ZRANGE", keys.workers, start, start + ZRANGE_BATCH - 1, "WITHSCORES")
+                for start in range(0, size, ZRANGE_BATCH)]
     registry: list[tuple[bytes, bytes]] = []
-    for reply in pipe.execute(raise_on_error=False):
+    for reply in pipelined(ctx, client, commands):
         if isinstance(reply, Exception):
             raise reply
         registry.extend(zip(reply[::2], reply[1::2], strict=True))  # flat member, score pairs
     return registry
 
 
-def _read_hashes(client: redis.Redis, keys: contract.Keys,
+def _read_hashes(ctx: Context, client: redis.Redis, keys: contract.Keys,
                  registry: list[tuple[bytes, bytes]]) -> Iterator[tuple[list, list]]:
     """Round trips 3+: HMGET of the contract fields, a pipeline per batch of workers."""
     prefix = keys.worker_prefix.encode()
     fields = tuple(f.encode() for f in contract.WORKER_FIELDS)
     for start in range(0, len(registry), HMGET_BATCH):
         batch = registry[start:start + HMGET_BATCH]
-        yield batch, connection.pipelined(
-            client, [(b"HMGET", prefix + worker_id, *fields) for worker_id, _ in batch])
+        yield batch, pipelined(
+            ctx, client, [(b"HMGET", prefix + worker_id, *fields) for worker_id, _ in batch])
 
 
-def _read_latency(client: redis.Redis, keys: contract.Keys, size: Any) -> Any:
+def _read_latency(ctx: Context, client: redis.Redis, keys: contract.Keys, size: Any) -> Any:
     if isinstance(size, Exception):
         return size
-    if size <= HGETALL_MAX:
-        try:
-            return client.execute_command("HGETALL", keys.latency)
-        except redis.ResponseError as exc:
-            return exc
-    return dict(client.hscan_iter(keys.latency, count=HGETALL_MAX))  # never one giant reply
+    try:
+        if size <= HGETALL_MAX:
+            (reply,) = pipelined(ctx, client, [("HGETALL", keys.latency)])
+            if isinstance(reply, Exception):
+                return reply
+            return dict(zip(reply[::2], reply[1::2], strict=True))
+        return dict(client.hscan_iter(keys.latency, count=HGETALL_MAX))  # never one giant reply
+    except redis.ResponseError as exc:  # e.g. ASK in the middle of an HSCAN: next run
+        return exc
 
 
 def _add_workers(out: Samples, now: float, ttl: float, skips: Skips,
@@ -158,8 +165,9 @@ def _add_stats(out: Samples, stats: Any, skips: Skips) -> None:
     if isinstance(stats, Exception):
         skips["wrong_type"] += 1
         return
-    for metric, raw in zip(("dead_workers_detected_total", "tasks_reassigned_total"), stats,
-                           strict=True):
+    metrics = ("dead_workers_detected_total", "tasks_reassigned_total",
+               "tasks_dead_lettered_total")
+    for metric, raw in zip(metrics, stats, strict=True):
         value = 0.0 if raw is None else skips.number(raw)
         if value is not None:
             out.add(metric, {}, value)
@@ -199,13 +207,11 @@ def _add_latency(out: Samples, fields: Any, skips: Skips) -> None:
         else:
             total[0] = value
     for key, (buckets, total) in series.items():
-        try:
-            task_type, priority = json.loads(key)
-            if not isinstance(task_type, str) or not isinstance(priority, str):
-                raise ValueError
-        except ValueError:
+        names = _series_names(key)
+        if names is None:
             skips["bad_latency_field"] += 1
             continue
+        task_type, priority = names
         cumulative, running = [], 0.0
         for bound in (*bounds, INF):
             running += buckets.get(contract.format_bound(bound), 0.0)
@@ -214,15 +220,30 @@ def _add_latency(out: Samples, fields: Any, skips: Skips) -> None:
                 Histogram(tuple(cumulative), total[0]))
 
 
+def _series_names(key: str) -> tuple[str, str] | None:
+    """[task_type, priority] from a latency field's JSON, or None for anything else: null, a
+    number, an object, a third element, nesting deep enough to exhaust the parser..."""
+    if not key.startswith('["'):
+        return None
+    try:
+        parsed = json.loads(key)
+    except (ValueError, RecursionError):
+        return None
+    if (isinstance(parsed, list) and len(parsed) == 2
+            and isinstance(parsed[0], str) and isinstance(parsed[1], str)):
+        return parsed[0], parsed[1]
+    return None
+
+
 def _collect(ctx: Context, client: redis.Redis) -> Samples:
     keys = contract.Keys(ctx.config.prefix)
     now, size, stats, latency_size = _read_head(ctx, client)
-    registry = _read_registry(client, keys, size)
+    registry = _read_registry(ctx, client, keys, size)
     out, skips = Samples(), Skips()
     _add_workers(out, now, ctx.config.heartbeat_ttl, skips,
-                 _read_hashes(client, keys, registry))
+                 _read_hashes(ctx, client, keys, registry))
     _add_stats(out, stats, skips)
-    _add_latency(out, _read_latency(client, keys, latency_size), skips)
+    _add_latency(out, _read_latency(ctx, client, keys, latency_size), skips)
     out.add_skipped("workers", WORKER_REASONS, skips)
     return out
 
