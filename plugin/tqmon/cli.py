@@ -16,12 +16,28 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from urllib.parse import quote, quote_plus
 
 from . import catalog, exposition, serve
 from .config import Config, ConfigError, load
 from .run import collect_once
 
 log = logging.getLogger("tqmon")
+
+
+def _spellings(secret: str | None) -> list[str]:
+    """The password as it may appear in text: as is, and URL-encoded (fully, or with `/` left
+    as is, as urllib does by default), longest first."""
+    if not secret:
+        return []
+    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+    return sorted(forms, key=len, reverse=True)
+
+
+def redact(text: str, secret: str | None) -> str:
+    for form in _spellings(secret):
+        text = text.replace(form, "***")
+    return text
 
 
 class _Redact(logging.Filter):
@@ -34,8 +50,9 @@ class _Redact(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self._secret:
             message = record.getMessage()
-            if self._secret in message:
-                record.msg, record.args = message.replace(self._secret, "***"), ()
+            redacted = redact(message, self._secret)
+            if redacted != message:
+                record.msg, record.args = redacted, ()
         return True
 
 
@@ -132,7 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("TQMON_DEBUG"):
             raise
         text = str(exc).splitlines()[0] if str(exc) else ""
-        if config and config.password:
-            text = text.replace(config.password, "***")
+        text = redact(text, config.password if config else None)
         print(f"tqmon: internal error: {type(exc).__name__}: {text}", file=sys.stderr)
         return 1
