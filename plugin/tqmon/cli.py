@@ -20,6 +20,7 @@ from urllib.parse import quote, quote_plus
 
 from . import catalog, exposition, serve
 from .config import Config, ConfigError, load
+from .model import Samples
 from .run import collect_once
 
 log = logging.getLogger("tqmon")
@@ -98,19 +99,27 @@ def _loop(config: Config) -> int:
 
 def _listen(config: Config) -> int:
     """--listen: a collection per scrape (shared by concurrent scrapes) until SIGTERM."""
-    def produce(fmt: str) -> bytes:
-        with _no_cyclic_gc():
-            return b"".join(exposition.render_chunks(catalog.default(), collect_once(config),
-                                                     fmt))
+    from . import webconfig  # only for --listen
 
-    formats = dict.fromkeys([config.format, "prometheus", "openmetrics"])
+    web = webconfig.load(config.web_config_file) if config.web_config_file else None
+
+    def collect() -> Samples:
+        with _no_cyclic_gc():
+            return collect_once(config)
+
+    def render(samples: Samples, fmt: str) -> bytes:
+        return b"".join(exposition.render_chunks(catalog.default(), samples, fmt))
+
     host, port = config.listen or ("", 0)
+    server = serve.MetricsServer(collect, render, config.format, web)
+    bound: list[object] = []
     try:
-        server = serve.make_server(host, port, {f: (lambda f=f: produce(f)) for f in formats})
+        serve.serve_forever(server, host, port, web or webconfig.WebConfig(), bound.extend)
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    log.info("serving /metrics on %s:%s", host, server.server_address[1])
-    serve.serve_forever(server)
+        if bound:
+            raise
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     return 0
 
 
