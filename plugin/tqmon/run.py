@@ -9,6 +9,7 @@ from . import __version__
 from .collectors import registry
 from .collectors.base import Context
 from .config import Config
+from .failures import Failures, NodeDown
 from .model import Samples, describe_error
 from .parallel import Deadline, run_parallel
 from .topology import discover
@@ -31,13 +32,17 @@ def collect_once(config: Config) -> Samples:
 
 
 def _collect(config: Config, collectors_done: Deadline, deadline: Deadline) -> Samples:
-    ctx = Context(config=config, topology=discover(config, deadline), deadline=deadline)
+    failures = Failures()
+    ctx = Context(config=config, topology=discover(config, deadline, failures),
+                  deadline=deadline, failures=failures)
     collectors = registry()
 
     def timed(name: str) -> tuple[Samples, bool, float]:
         started = time.monotonic()
         try:
             samples, ok = collectors[name](ctx), True
+        except NodeDown:  # the node's failure is on stderr already: one line per failure
+            samples, ok = Samples(), False
         except Exception as exc:  # one failing collector must not take the others down
             log.warning("collector %s failed: %s", name, describe_error(exc))
             samples, ok = Samples(), False

@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
 
 from .. import connection
 from ..config import Config
+from ..failures import NODE_ERRORS, Failures
 from ..model import Samples
 from ..parallel import Deadline
 from ..topology import Node, Topology
@@ -32,6 +33,7 @@ class Context:
     config: Config
     topology: Topology
     deadline: Deadline
+    failures: Failures = field(default_factory=Failures)
 
 
 Collect = Callable[[Context], Samples]
@@ -53,6 +55,8 @@ def on_key_owner(ctx: Context, key: str, work: Callable[[redis.Redis], T]) -> T:
             if attempt:
                 raise
             node = Node(moved.host, moved.port, "master", tls=node.tls)
+        except NODE_ERRORS as exc:  # reported once per node and run, whoever meets it
+            raise ctx.failures.node(node.address, exc) from None
         finally:
             client.close()
     raise AssertionError("unreachable")

@@ -18,6 +18,7 @@ import redis
 from redis.crc import key_slot
 
 from ... import contract
+from ...failures import NodeDown
 from ...model import describe_error
 from ..base import Context, on_key_owner
 
@@ -25,6 +26,10 @@ if TYPE_CHECKING:  # queues imports this module; the types only for the checker
     from .queues import Consumers, Stream
 
 log = logging.getLogger(__name__)
+
+
+class _Late(Exception):
+    """The run's deadline passed before acting: the answer may be given already."""
 
 
 def act(ctx: Context, streams: list[Stream], consumers: Consumers,
@@ -67,8 +72,14 @@ def _requeue_stream(ctx: Context, stream: Stream, dead: set[bytes],
                 f"it is not in the slot of {keys.stats}, so the move and its count cannot be "
                 f"one atomic script; give the stream the {keys.tag} hash tag")
         return
-    results = on_key_owner(ctx, stream.key, partial(
-        _requeue_scripts, ctx, stream.key, keys.stats, [(n, g) for n, g, _ in orphaned]))
+    try:
+        results = on_key_owner(ctx, stream.key, partial(
+            _requeue_scripts, ctx, stream.key, keys.stats, [(n, g) for n, g, _ in orphaned]))
+    except (NodeDown, _Late):  # on stderr already, or too late to act; the next run tries
+        return
+    except Exception as exc:
+        log.warning("requeue on %s failed: %s", stream.key, describe_error(exc))
+        return
     for (name, group, count), result in zip(orphaned, results, strict=True):
         if isinstance(result, Exception):
             log.warning("requeue of %s/%s failed: %s", stream.key, group, describe_error(result))
@@ -82,7 +93,7 @@ def _requeue_stream(ctx: Context, stream: Stream, dead: set[bytes],
 def _requeue_scripts(ctx: Context, stream: str, stats: str,
                      orphaned: list[tuple[bytes, str]], client: redis.Redis) -> list[Any]:
     if not ctx.deadline.live():
-        raise TimeoutError("the run's deadline passed: not acting")
+        raise _Late()
     pipe = client.pipeline(transaction=False)
     for consumer, group in orphaned:
         pipe.execute_command("EVAL", contract.REQUEUE, 3, stream, stats,
@@ -101,7 +112,7 @@ def _leave(ctx: Context, stream: Stream, pruned: set[bytes]) -> None:
 
     def run(client: redis.Redis) -> list[Any]:
         if not ctx.deadline.live():
-            raise TimeoutError("the run's deadline passed: not acting")
+            raise _Late()
         pipe = client.pipeline(transaction=False)
         for group_name, _, name in idle:
             pipe.execute_command("EVAL", contract.LEAVE, 1, stream.key, group_name, name)
@@ -109,6 +120,8 @@ def _leave(ctx: Context, stream: Stream, pruned: set[bytes]) -> None:
 
     try:
         results = on_key_owner(ctx, stream.key, run)
+    except (NodeDown, _Late):
+        return
     except Exception as exc:  # monitoring goes on; the next run tries again
         log.warning("removing consumers of pruned workers from %s: %s", stream.key,
                     describe_error(exc))

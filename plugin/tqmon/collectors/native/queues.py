@@ -20,6 +20,7 @@ import redis
 from redis.crc import key_slot
 
 from ... import connection, contract
+from ...failures import NODE_ERRORS, NodeDown
 from ...model import Samples, describe_error
 from ...parallel import run_parallel
 from ...topology import Node
@@ -221,17 +222,22 @@ def collect(ctx: Context) -> Samples:
         answer = answers[node]
         if isinstance(answer, BaseException):
             skips["unreachable"] += len(items)
-            log.warning("queues on %s: %s", node.address, describe_error(answer))
+            if isinstance(answer, NODE_ERRORS):
+                ctx.failures.node(node.address, answer)  # once per node and run
+            else:
+                log.warning("queues on %s: %s", node.address, describe_error(answer))
         else:
             streams += answer[0]
             skips.update(answer[1])
     if by_node and not streams and skips["unreachable"]:
-        raise ConnectionError("no queue stream could be read")
+        raise NodeDown("no queue stream could be read")  # each node's failure is on stderr
     names = {c["name"] for s in streams for g in s.groups.values()
              for c in [*(g.pending or {}).get("consumers", []), *g.consumers]}
     try:
         consumers: Consumers | None = _dead_consumers(ctx, names)
-    except Exception as exc:  # the registry's node is down: orphans unknown, the rest stands
+    except NodeDown:  # the registry's node is down (said once): orphans unknown, the rest stands
+        consumers = None
+    except Exception as exc:
         log.warning("queues: cannot tell which consumers are dead: %s", describe_error(exc))
         consumers = None
     if consumers is not None and not ctx.config.read_only:
