@@ -124,8 +124,7 @@ def test_a_task_requeued_too_often_goes_to_the_dead_letter_stream(standalone):
 
 
 def test_consumers_leave_their_group(standalone):
-    """Defect 4: a clean stop removes the consumer; a worker pruned as dead while holding
-    nothing leaves too; one still holding entries stays (its entries must not vanish)."""
+    """Defect 4: a clean stop removes the consumer (the helper)."""
     client = standalone.client()
     queues = TaskStreams(client)
     queues.ensure_groups()
@@ -138,6 +137,13 @@ def test_consumers_leave_their_group(standalone):
     clean.stop()
     assert client.xinfo_consumers(HIGH, "workers") == []
 
+
+def test_consumers_of_workers_pruned_holding_nothing_leave(standalone):
+    """Defect 4: a worker pruned as dead while holding nothing leaves its group; one still
+    holding entries stays (deleting it would drop them)."""
+    client = standalone.client()
+    queues = TaskStreams(client)
+    queues.ensure_groups()
     queues.enqueue("high", {"payload": "b"})
     queues.enqueue("high", {"payload": "c"})
     _dead_worker(client, "idle-dead")
@@ -175,3 +181,41 @@ def test_malformed_latency_fields_cost_only_themselves(standalone):
                         priority="high") == 1
     assert result.value("tqmon_skipped_entries", collector="workers",
                         reason="bad_latency_field") == 6
+
+
+def test_documented_acl_prunes_leaves_and_requeues(workers):
+    """The tqmon ACL of docs/heartbeat-contract.md (plus the --requeue-orphans commands) is
+    enough for pruning, consumers leaving and requeue with dead letters: no warning at all."""
+    from test_workers import _acl
+
+    rules = _acl("ACL SETUSER tqmon") + ["+xadd", "+xack", "+xdel"]
+    server = devcluster.start_standalone(["--user", *rules, "--user", *_acl("ACL SETUSER worker")])
+    try:
+        client = server.client()
+        queues = TaskStreams(client)
+        queues.ensure_groups()
+        queues.enqueue("high", {"payload": "poison", "tqmon_redeliveries": "5"})
+        queues.enqueue("high", {"payload": "fine"})
+        _dead_worker(client, "holder")
+        _dead_worker(client, "idle")
+        client.xreadgroup("workers", "holder", {HIGH: ">"}, count=2)
+        client.xreadgroup("workers", "idle", {HIGH: ">"}, count=1)
+        time.sleep(1.2)
+        env = {"TQMON_REDIS_PASSWORD": "pw"}
+        args = ("--redis-url", server.url, "--username", "tqmon", "--heartbeat-ttl", TTL,
+                "--dead-retention", "0.2", "--requeue-orphans")
+        assert run_tqmon(*args, env=env).stderr == ""
+        time.sleep(0.3)
+        for _ in range(2):
+            result = run_tqmon(*args, env=env)
+            assert result.stderr == ""
+        assert client.xlen(HIGH + ":dead") == 1
+        assert [f["payload"] for _, f in client.xrange(HIGH)] == ["fine"]
+        assert client.xinfo_consumers(HIGH, "workers") == []
+        worker = server.client(username="worker", password="pw")
+        streams = TaskStreams(worker)
+        streams.ensure_groups()
+        streams.next("w-acl")
+        assert streams.leave("w-acl") == 2  # medium and low: high holds the entry
+    finally:
+        server.stop()
