@@ -267,3 +267,22 @@ def test_bad_web_config_is_a_config_error(tmp_path, content, message):
                           timeout=30)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and message in proc.stderr
+
+
+def test_more_half_open_clients_than_connections_do_not_lock_scrapers_out(standalone):
+    from tqmon.serve import MAX_CONNECTIONS
+
+    proc, port = _start("--redis-url", standalone.url)
+    held = []
+    try:
+        for _ in range(MAX_CONNECTIONS + 50):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"GET /metrics HTTP/1.1\r\n")
+            held.append(sock)
+        started = time.monotonic()
+        assert _request(port, timeout=5)[0] == 200
+        assert time.monotonic() - started < 2
+    finally:
+        for sock in held:
+            sock.close()
+        _stop(proc)

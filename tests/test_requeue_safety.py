@@ -188,8 +188,9 @@ def test_documented_acl_prunes_leaves_and_requeues(workers):
     enough for pruning, consumers leaving and requeue with dead letters: no warning at all."""
     from test_workers import _acl
 
-    rules = _acl("ACL SETUSER tqmon") + ["+xadd", "+xack", "+xdel"]
-    server = devcluster.start_standalone(["--user", *rules, "--user", *_acl("ACL SETUSER worker")])
+    rules = [*_acl("ACL SETUSER tqmon"), "+xadd", "+xack", "+xdel"]
+    server = devcluster.start_standalone(["--user", *rules,
+                                          "--user", *_acl("ACL SETUSER worker")])
     try:
         client = server.client()
         queues = TaskStreams(client)

@@ -1,12 +1,13 @@
 """`--listen HOST:PORT`: serve /metrics (one collection per scrape) and /healthz.
 
-Safe to expose, on asyncio so that connections cost no thread: at most MAX_CONNECTIONS at
-once (more are closed at once) and a listen backlog that takes a burst; a request's head must
-arrive within REQUEST_TIMEOUT (a client that sends half a request, an HTTP/0.9 line or a TLS
-hello to a plain port is dropped); a client that hangs up costs nothing and prints nothing.
-Scrapes that arrive while a collection runs share it, whatever format or encoding they ask
-for, so Redis sees at most one collection at a time. GET and HEAD; gzip when asked; TLS and
-basic auth from `--web-config-file` (webconfig.py).
+Safe to expose, on asyncio so that connections cost no thread: at most MAX_CONNECTIONS at once
+(at the limit, the connection that has waited longest for its request head makes room, so half-
+open clients cannot lock scrapers out) and a listen backlog that takes a burst; a request's head
+must arrive within REQUEST_TIMEOUT (a client that sends half a request, an HTTP/0.9 line or a
+TLS hello to a plain port is dropped); a client that hangs up costs nothing and prints nothing.
+Scrapes that arrive while a collection runs share it, whatever format or encoding they ask for,
+so Redis sees at most one collection at a time. GET and HEAD; gzip when asked; TLS and basic
+auth from `--web-config-file` (webconfig.py).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class MetricsServer:
         self._web = web or WebConfig()
         self._flight: Flight | None = None
         self._open = 0
+        self._idle: dict[asyncio.StreamWriter, None] = {}  # waiting for a head, oldest first
         # collections and renderings; bcrypt checks get their own, so a slow collection never
         # delays answering a 401
         self._work = ThreadPoolExecutor(4, thread_name_prefix="tqmon-collect")
@@ -87,8 +89,12 @@ class MetricsServer:
     # --- HTTP ---------------------------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._open >= MAX_CONNECTIONS:
-            writer.transport.abort()
-            return
+            if not self._idle:
+                writer.transport.abort()
+                return
+            oldest = next(iter(self._idle))
+            del self._idle[oldest]
+            oldest.transport.abort()  # its handler ends and gives its place back
         self._open += 1
         try:
             while await self._one_request(reader, writer):
@@ -98,12 +104,14 @@ class MetricsServer:
         except Exception as exc:  # never a traceback, never the process
             log.warning("serving a request failed: %s: %s", type(exc).__name__, exc)
         finally:
+            self._idle.pop(writer, None)
             self._open -= 1
             writer.transport.abort()
 
     async def _one_request(self, reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter) -> bool:
         """Answer one request; whether the connection may carry another."""
+        self._idle[writer] = None
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
         except asyncio.LimitOverrunError:
@@ -111,6 +119,8 @@ class MetricsServer:
             return False
         except asyncio.TimeoutError:
             return False
+        finally:
+            self._idle.pop(writer, None)
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
