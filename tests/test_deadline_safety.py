@@ -120,3 +120,38 @@ def test_one_down_node_prints_one_line(fresh_replicated):
         master.signal(signal.SIGCONT)
     assert result.returncode == 0
     assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_an_abandoned_collection_does_not_requeue(standalone):
+    """Defect 11: once the run has answered (its deadline abandoned), the requeue step of a
+    collection still running must not move anything."""
+    from collections import Counter
+
+    from tqmon import config as tqconfig
+    from tqmon.collectors.base import Context
+    from tqmon.collectors.native import act, queues
+    from tqmon.heartbeat import Heartbeat
+    from tqmon.parallel import Deadline
+    from tqmon.streams import TaskStreams
+    from tqmon.topology import discover
+
+    client = standalone.client()
+    streams = TaskStreams(client)
+    streams.ensure_groups()
+    streams.enqueue("high", {"payload": "x"})
+    Heartbeat(client, name="gone", worker_id="gone", ttl=1, interval=0.5).beat()
+    client.xreadgroup("workers", "gone", {"{tq}:queue:high": ">"}, count=1)
+    time.sleep(1.2)
+    cfg = tqconfig.load(["--redis-url", standalone.url, "--heartbeat-ttl", "1",
+                         "--requeue-orphans"], {})
+    deadline = Deadline(5)
+    ctx = Context(config=cfg, topology=discover(cfg, deadline), deadline=deadline)
+    node = ctx.topology.node_for("{tq}:queue:high")
+    read, _ = queues._read_node(ctx, node, list(cfg.streams))
+    names = {c["name"] for s in read for g in s.groups.values() for c in g.consumers}
+    dead = queues._dead_consumers(ctx, names)
+    assert dead.dead == {b"gone"}
+    deadline.abandon()  # the answer was given
+    act.act(ctx, read, dead, Counter())
+    assert client.xpending("{tq}:queue:high", "workers")["pending"] == 1
+    assert client.xlen("{tq}:queue:high") == 1
