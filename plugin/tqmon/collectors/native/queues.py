@@ -56,6 +56,7 @@ class Stream:
     depth: int | None = None
     group_count: int = 0  # every group reading the stream, configured or not
     dead_letters: int | None = None  # XLEN of <stream>:dead; None when not in its slot
+    moved_to: tuple[str, int] | None = None  # ASK: the slot migrates, the key already moved
     groups: dict[str, Group] = field(default_factory=dict)
 
 
@@ -77,7 +78,23 @@ def dead_letter_in_slot(key: str) -> bool:
     return key_slot(key.encode()) == key_slot(contract.dead_letter(key).encode())
 
 
-def _read_node(ctx: Context, node: Node, items: list[tuple[str, str]]
+Command = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
+def _execute(client: redis.Redis, commands: list[Command], asking: bool) -> list[Any]:
+    """One pipelined round trip of redis-py commands (their reply parsing included). With
+    `asking`, each is preceded by ASKING: the node imports the slot and holds the keys that
+    already moved, which it serves only to a client that says it was redirected."""
+    pipe = client.pipeline(transaction=False)
+    for name, args, kwargs in commands:
+        if asking:
+            pipe.execute_command("ASKING")
+        getattr(pipe, name)(*args, **kwargs)
+    replies = pipe.execute(raise_on_error=False)
+    return replies[1::2] if asking else replies
+
+
+def _read_node(ctx: Context, node: Node, items: list[tuple[str, str]], asking: bool = False
                ) -> tuple[list[Stream], Counter[str]]:
     """Everything about the streams on one node, in two round trips."""
     groups = ctx.config.groups
@@ -86,18 +103,17 @@ def _read_node(ctx: Context, node: Node, items: list[tuple[str, str]]
     client = connection.client(ctx.config, node.host, node.port, ctx.deadline, tls=node.tls,
                                decode=False)
     try:
-        pipe = client.pipeline(transaction=False)
-        pipe.time()
+        commands: list[Command] = [("time", (), {})]
         for _, key in items:
-            pipe.xlen(key)
-            pipe.xinfo_groups(key)
-            pipe.xlen(contract.dead_letter(key) if dead_letter_in_slot(key) else key)
+            commands += [("xlen", (key,), {}), ("xinfo_groups", (key,), {}),
+                         ("xlen", (contract.dead_letter(key) if dead_letter_in_slot(key)
+                                   else key,), {})]
             for group in groups:
-                pipe.xpending(key, group)
-                pipe.xpending_range(key, group, "-", "+", 1)
+                commands += [("xpending", (key, group), {}),
+                             ("xpending_range", (key, group, "-", "+", 1), {})]
                 if with_consumers:
-                    pipe.xinfo_consumers(key, group)
-        replies = iter(pipe.execute(raise_on_error=False))
+                    commands.append(("xinfo_consumers", (key, group), {}))
+        replies = iter(_execute(client, commands, asking))
         clock = next(replies)
         if isinstance(clock, Exception):
             raise clock
@@ -108,6 +124,10 @@ def _read_node(ctx: Context, node: Node, items: list[tuple[str, str]]
             stream = Stream(priority, key, now_ms)
             depth, infos, dead_letters = next(replies), next(replies), next(replies)
             per_group = [[next(replies) for _ in range(per)] for _ in groups]
+            if isinstance(depth, redis.exceptions.AskError):  # moving: read it on its target
+                stream.moved_to = (depth.host, depth.port)
+                streams.append(stream)
+                continue
             if isinstance(depth, Exception):  # WRONGTYPE: not a stream
                 skips["wrong_type"] += 1
                 log.warning("queue %s: %s is not a stream (%s)", priority, key,
@@ -137,12 +157,11 @@ def _read_node(ctx: Context, node: Node, items: list[tuple[str, str]]
                     else consumers[0])
             streams.append(stream)
 
-        pipe = client.pipeline(transaction=False)
         waiting = [(stream, group) for stream in streams for group in stream.groups.values()]
-        for stream, group in waiting:
-            last = group.info["last-delivered-id"]
-            pipe.xrange(stream.key, b"(" + last, "+", count=1)
-        for (_, group), reply in zip(waiting, pipe.execute(raise_on_error=False), strict=True):
+        ranges: list[Command] = [
+            ("xrange", (stream.key, b"(" + group.info["last-delivered-id"], "+"), {"count": 1})
+            for stream, group in waiting]
+        for (_, group), reply in zip(waiting, _execute(client, ranges, asking), strict=True):
             group.next_waiting = [] if isinstance(reply, Exception) else reply
         return streams, skips
     finally:
@@ -205,6 +224,31 @@ def _add_samples(out: Samples, streams: list[Stream], dead: set[bytes] | None) -
                         float(sum(n for c, n in group.held().items() if c in dead)))
 
 
+def _follow_ask(ctx: Context, streams: list[Stream], skips: Counter[str]) -> list[Stream]:
+    """Streams that answered ASK (their slot migrates and they moved already), read again on
+    the importing node; the rest as they were."""
+    moved: dict[tuple[str, int], list[tuple[str, str]]] = {}
+    for stream in streams:
+        if stream.moved_to is not None:
+            moved.setdefault(stream.moved_to, []).append((stream.priority, stream.key))
+    if not moved:
+        return streams
+    tls = ctx.config.targets[0].tls if ctx.config.targets else False
+    kept = [s for s in streams if s.moved_to is None]
+    for (host, port), items in moved.items():
+        node = Node(host, port, "master", tls=tls)
+        try:
+            again, more = _read_node(ctx, node, items, asking=True)
+        except NODE_ERRORS as exc:
+            ctx.failures.node(node.address, exc)
+            skips["unreachable"] += len(items)
+            continue
+        kept += [s for s in again if s.moved_to is None]  # no second redirect
+        skips.update(more)
+    order = {key: i for i, (_, key) in enumerate(ctx.config.streams)}
+    return sorted(kept, key=lambda s: order.get(s.key, len(order)))
+
+
 def collect(ctx: Context) -> Samples:
     by_node: dict[Node, list[tuple[str, str]]] = {}
     skips: Counter[str] = Counter()
@@ -229,6 +273,7 @@ def collect(ctx: Context) -> Samples:
         else:
             streams += answer[0]
             skips.update(answer[1])
+    streams = _follow_ask(ctx, streams, skips)
     if by_node and not streams and skips["unreachable"]:
         raise NodeDown("no queue stream could be read")  # each node's failure is on stderr
     names = {c["name"] for s in streams for g in s.groups.values()
