@@ -33,6 +33,7 @@ BACKLOG = 1024
 REQUEST_TIMEOUT = 5.0  # seconds for a request's head (and a TLS handshake) to arrive
 WRITE_TIMEOUT = 30.0  # seconds for a scraper to take the answer
 MAX_HEAD = 16 * 1024  # bytes of request line and headers
+CHUNK = 256 * 1024  # bytes written before waiting for the scraper to take them
 TEXT = "text/plain; charset=utf-8"
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
            405: "Method Not Allowed", 408: "Request Timeout",
@@ -178,8 +179,10 @@ class MetricsServer:
         if close:
             lines.append("Connection: close")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        if not head_only:
-            writer.write(body)
+        view = memoryview(b"" if head_only else body)
+        for start in range(0, len(view), CHUNK):  # a slow reader buffers one chunk, not all
+            writer.write(view[start:start + CHUNK])
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
         await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
 
     def close(self) -> None:
