@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 512
 BACKLOG = 1024
 REQUEST_TIMEOUT = 5.0  # seconds for a request's head (and a TLS handshake) to arrive
-WRITE_TIMEOUT = 30.0  # seconds for a scraper to take the answer
+WRITE_TIMEOUT = 30.0  # seconds for a scraper to take the whole answer
 MAX_HEAD = 16 * 1024  # bytes of request line and headers
 CHUNK = 256 * 1024  # bytes written before waiting for the scraper to take them
 TEXT = "text/plain; charset=utf-8"
@@ -179,15 +179,21 @@ class MetricsServer:
         if close:
             lines.append("Connection: close")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        view = memoryview(b"" if head_only else body)
-        for start in range(0, len(view), CHUNK):  # a slow reader buffers one chunk, not all
-            writer.write(view[start:start + CHUNK])
-            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
-        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+        await asyncio.wait_for(_write(writer, b"" if head_only else body), WRITE_TIMEOUT)
 
     def close(self) -> None:
         self._work.shutdown(wait=False, cancel_futures=True)
         self._auth.shutdown(wait=False, cancel_futures=True)
+
+
+async def _write(writer: asyncio.StreamWriter, body: bytes) -> None:
+    """The body in chunks: a slow reader makes the server buffer one chunk, not a copy of it
+    all (the whole answer has WRITE_TIMEOUT, however slowly it reads)."""
+    view = memoryview(body)
+    for start in range(0, len(view), CHUNK):
+        writer.write(view[start:start + CHUNK])
+        await writer.drain()
+    await writer.drain()
 
 
 def _wants_gzip(accept_encoding: str) -> bool:
