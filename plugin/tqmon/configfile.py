@@ -63,22 +63,22 @@ def text(value: str, what: str) -> str:
     return value
 
 
-def load_yaml(path: str) -> Any:
+def load_yaml(path: str, what: str = "config file") -> Any:
     import yaml  # only when a config file is used: PyYAML's import costs every run ~10 ms
 
     class NoAliases(yaml.SafeLoader):
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
-                raise ConfigError(f"config file {path}: YAML aliases (*name) are not allowed")
+                raise ConfigError(f"{what} {path}: YAML aliases (*name) are not allowed")
             return super().compose_node(parent, index)
 
-    raw = read_bounded(path, "config file", CONFIG_MAX_BYTES)
+    raw = read_bounded(path, what, CONFIG_MAX_BYTES)
     try:
         return yaml.load(raw.decode("utf-8"), Loader=NoAliases)  # a SafeLoader
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where else ""
-        raise ConfigError(f"config file {path} is not valid YAML{at}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML{at}") from None
 
 
 def check_types(data: dict[str, Any], path: str) -> dict[str, Any]:

@@ -83,7 +83,7 @@ class WebConfig:
 
 def load(path: str) -> WebConfig:
     """Read with the config file's bounds (size, regular file, no YAML aliases)."""
-    data = load_yaml(path)
+    data = load_yaml(path, "web config file")
     if data is None:
         return WebConfig()
     where = f"web config file {path}"
