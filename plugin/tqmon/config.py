@@ -195,8 +195,8 @@ def _parse_url(url: str) -> tuple[Target, str | None, str | None]:
     secret = "@" in url
     safe = "the URL" if parts is None or secret else f"{parts.scheme}://{parts.hostname or ''}"
     if parts is not None and "@" in parts.path + parts.query + parts.fragment:
-        raise ConfigError("invalid Redis URL in redis_url: an @ after the host: a user name or "
-                          "password that contains @, /, ? or # must be URL-encode'd "
+        raise ConfigError("invalid Redis URL in redis_url: an @ after the host; a user name "
+                          "or password that contains @, /, ? or # must be URL-encoded "
                           "(%40, %2F, %3F, %23)")
     if parts is None or parts.scheme not in ("redis", "rediss") or not parts.hostname:
         raise ConfigError(f"invalid Redis URL ({safe}...): expected redis://host:port or "
