@@ -57,12 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     rng = random.Random(args.name)
-    hb = Heartbeat(make_client(args.redis_url, args.cluster), name=args.name,
-                   worker_id=args.worker_id, prefix=args.prefix, ttl=args.ttl,
-                   interval=args.interval).start()
+    client = make_client(args.redis_url, args.cluster)
+    queues = TaskStreams(client, prefix=args.prefix) if args.consume else None
+    hb = Heartbeat(client, name=args.name, worker_id=args.worker_id, prefix=args.prefix,
+                   ttl=args.ttl, interval=args.interval, queues=queues).start()
     print("ready", hb.worker_id, flush=True)
-    if args.consume:
-        _consume(args, hb, stop, rng)
+    if queues is not None:
+        _consume(args, hb, queues, stop, rng)
         hb.stop()
         return 0
     done = 0
@@ -82,9 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _consume(args: argparse.Namespace, hb: Heartbeat, stop: threading.Event,
-             rng: random.Random) -> None:
-    queues = TaskStreams(hb.client, prefix=args.prefix)
+def _consume(args: argparse.Namespace, hb: Heartbeat, queues: TaskStreams,
+             stop: threading.Event, rng: random.Random) -> None:
     done = 0
     ready = False
     while not stop.is_set():

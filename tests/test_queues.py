@@ -205,7 +205,7 @@ def test_requeue_refused_across_slots(cluster):
     assert result.value("task_queue_orphaned", priority="high", group="workers") == 1
     assert result.value("tqmon_skipped_entries", collector="queues",
                         reason="requeue_refused") == 1
-    assert "not requeueing the orphans" in result.stderr and "hash tag" in result.stderr
+    assert "not requeueing 1 orphaned entries" in result.stderr and "hash tag" in result.stderr
     assert client.xpending(name, "workers")["pending"] == 1  # untouched
     client.delete(name)
     hb.stop()

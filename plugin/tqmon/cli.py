@@ -16,12 +16,29 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from urllib.parse import quote, quote_plus
 
 from . import catalog, exposition, serve
 from .config import Config, ConfigError, load
+from .model import Samples
 from .run import collect_once
 
 log = logging.getLogger("tqmon")
+
+
+def _spellings(secret: str | None) -> list[str]:
+    """The password as it may appear in text: as is, and URL-encoded (fully, or with `/` left
+    as is, as urllib does by default), longest first."""
+    if not secret:
+        return []
+    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+    return sorted(forms, key=len, reverse=True)
+
+
+def redact(text: str, secret: str | None) -> str:
+    for form in _spellings(secret):
+        text = text.replace(form, "***")
+    return text
 
 
 class _Redact(logging.Filter):
@@ -34,8 +51,9 @@ class _Redact(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self._secret:
             message = record.getMessage()
-            if self._secret in message:
-                record.msg, record.args = message.replace(self._secret, "***"), ()
+            redacted = redact(message, self._secret)
+            if redacted != message:
+                record.msg, record.args = redacted, ()
         return True
 
 
@@ -81,19 +99,27 @@ def _loop(config: Config) -> int:
 
 def _listen(config: Config) -> int:
     """--listen: a collection per scrape (shared by concurrent scrapes) until SIGTERM."""
-    def produce(fmt: str) -> bytes:
-        with _no_cyclic_gc():
-            return b"".join(exposition.render_chunks(catalog.default(), collect_once(config),
-                                                     fmt))
+    from . import webconfig  # only for --listen
 
-    formats = dict.fromkeys([config.format, "prometheus", "openmetrics"])
+    web = webconfig.load(config.web_config_file) if config.web_config_file else None
+
+    def collect() -> Samples:
+        with _no_cyclic_gc():
+            return collect_once(config)
+
+    def render(samples: Samples, fmt: str) -> bytes:
+        return b"".join(exposition.render_chunks(catalog.default(), samples, fmt))
+
     host, port = config.listen or ("", 0)
+    server = serve.MetricsServer(collect, render, config.format, web)
+    bound: list[object] = []
     try:
-        server = serve.make_server(host, port, {f: (lambda f=f: produce(f)) for f in formats})
+        serve.serve_forever(server, host, port, web or webconfig.WebConfig(), bound.extend)
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    log.info("serving /metrics on %s:%s", host, server.server_address[1])
-    serve.serve_forever(server)
+        if bound:
+            raise
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     return 0
 
 
@@ -132,7 +158,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("TQMON_DEBUG"):
             raise
         text = str(exc).splitlines()[0] if str(exc) else ""
-        if config and config.password:
-            text = text.replace(config.password, "***")
+        text = redact(text, config.password if config else None)
         print(f"tqmon: internal error: {type(exc).__name__}: {text}", file=sys.stderr)
         return 1

@@ -16,7 +16,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import __version__, contract
+from .configfile import SECRET_MAX_BYTES, ConfigError, check_types, load_yaml, read_bounded, text
+from .configfile import seconds as _seconds
 from .schemas import SCHEMAS
+
+__all__ = ["Config", "ConfigError", "Target", "build_parser", "load"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379"
 DEFAULT_TIMEOUT = 3.0  # seconds; Telegraf's exec default timeout is 5 s
@@ -33,10 +37,8 @@ ARQ_HEALTH_CHECK_INTERVAL = 3600.0  # arq.worker.Worker(health_check_interval=36
 # the last beat: a death must be seen before that for the jobs it held to be counted.
 SIDEKIQ_HEARTBEAT_TIMEOUT = 30.0
 ENV_URL, ENV_PASSWORD, ENV_CONFIG = "TQMON_REDIS_URL", "TQMON_REDIS_PASSWORD", "TQMON_CONFIG"
-
-
-class ConfigError(Exception):
-    """A usage or configuration error: reported as one line, exit status 2."""
+MAX_TIMEOUT = 3600.0  # seconds; far above any agent's exec timeout
+MAX_SECONDS = 1e8  # ~3 years: any longer TTL, retention or interval is a typo
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Config:
     textfile: Path | None = None
     interval: float | None = None
     listen: tuple[str, int] | None = None
+    web_config_file: str | None = None
     collectors: tuple[str, ...] = COLLECTORS
     prefix: str = contract.DEFAULT_PREFIX
     heartbeat_ttl: float = 30.0
@@ -79,6 +82,7 @@ class Config:
     queues: tuple[tuple[str, str], ...] = ()  # (priority label, stream key); () = contract's
     groups: tuple[str, ...] = ("workers",)
     requeue_orphans: bool = False
+    max_redeliveries: int = contract.MAX_REDELIVERIES
     schema: str = "native"
     rq_worker_ttl: float = RQ_WORKER_TTL  # only for a worker hash without an expiry
     dramatiq_namespace: str = "dramatiq"
@@ -140,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repeat every SECONDS, rewriting --textfile, until SIGTERM/SIGINT")
     p.add_argument("--listen", metavar="HOST:PORT",
                    help="serve /metrics (a collection per scrape) and /healthz over HTTP")
+    p.add_argument("--web-config-file", metavar="FILE",
+                   help="with --listen: TLS and basic auth, in the Prometheus exporter-toolkit "
+                   "web config format")
     p.add_argument("--collectors", metavar="LIST",
                    help=f"comma-separated collectors to run (default {','.join(COLLECTORS)})")
     p.add_argument("--prefix", metavar="P",
@@ -165,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="consumer group to report, repeatable (default workers)")
     p.add_argument("--requeue-orphans", action="store_true",
                    help="put the pending entries of dead workers back on their stream")
+    p.add_argument("--max-redeliveries", metavar="N", type=int,
+                   help="with --requeue-orphans: a task already requeued N times goes to the "
+                   "dead-letter stream <stream>:dead instead "
+                   f"(default {contract.MAX_REDELIVERIES})")
     p.add_argument("--schema", metavar="NAME",
                    help="whose keys to read: native (tqmon's heartbeat contract, default), rq, "
                    "dramatiq, celery, arq, sidekiq or bullmq (their own keys, never written)")
@@ -207,49 +218,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _read_secret(path: str, what: str) -> str:
+    raw = read_bounded(path, what, SECRET_MAX_BYTES)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise ConfigError(f"cannot read {what} {path}: {reason}") from None
-    secret = text.rstrip("\r\n")
+        secret = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read {what} {path}: not UTF-8 text") from None
     if not secret:
         raise ConfigError(f"{what} {path} is empty")
     return secret
 
 
 def _parse_url(url: str) -> tuple[Target, str | None, str | None]:
-    """Return the target and any username/password the URL carries; errors never echo it."""
+    """Return the target and any username/password the URL carries; errors never echo it.
+
+    A password with an unencoded `@` followed by `/`, `?` or `#` would split the URL in the
+    wrong place and put the password's tail in the host name (and in a DNS lookup, a label and
+    an error text): any `@` after the authority is refused, and an error about a URL that
+    carries credentials shows its scheme only."""
+    text(url, "redis_url")
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError:
         parts, port = None, None
-    safe = "the URL" if parts is None else f"{parts.scheme}://{parts.hostname or ''}"
+    secret = "@" in url
+    safe = "the URL" if parts is None or secret else f"{parts.scheme}://{parts.hostname or ''}"
+    if parts is not None and "@" in parts.path + parts.query + parts.fragment:
+        raise ConfigError("invalid Redis URL in redis_url: an @ after the host; a user name "
+                          "or password that contains @, /, ? or # must be URL-encoded "
+                          "(%40, %2F, %3F, %23)")
     if parts is None or parts.scheme not in ("redis", "rediss") or not parts.hostname:
         raise ConfigError(f"invalid Redis URL ({safe}...): expected redis://host:port or "
                           "rediss://host:port")
+    if port == 0:
+        raise ConfigError(f"invalid Redis URL ({safe}...): port 0 is not a port")
     path = parts.path.strip("/")
-    if path and not path.isdigit():
+    if path and not (path.isascii() and path.isdigit()):
         raise ConfigError(f"invalid Redis URL ({safe}...): the path must be a database number")
-    target = Target(parts.hostname, port or 6379, tls=parts.scheme == "rediss",
-                    db=int(path or 0))
+    target = Target(parts.hostname, 6379 if port is None else port,
+                    tls=parts.scheme == "rediss", db=int(path or 0))
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
     return target, user, password
 
 
 def _load_file(path: str) -> dict[str, Any]:
-    import yaml  # only when a config file is used: PyYAML's import costs every run ~10 ms
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}" if where else ""
-        raise ConfigError(f"config file {path} is not valid YAML{at}") from None
+    data = load_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -258,7 +272,15 @@ def _load_file(path: str) -> dict[str, Any]:
     data = {str(k).replace("-", "_"): v for k, v in data.items()}
     if unknown := sorted(set(data) - allowed):
         raise ConfigError(f"config file {path}: unknown option {unknown[0]!r}")
-    return data
+    return check_types(data, path)
+
+
+def _check_flags(flags: dict[str, Any]) -> None:
+    """Arguments arrive with undecodable bytes as surrogates: refuse them here, by name."""
+    for key, value in flags.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                text(item, "--" + key.replace("_", "-"))
 
 
 def _as_list(value: Any, what: str) -> list[str]:
@@ -273,6 +295,10 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Resolve the configuration: flags, then environment, then config file, then defaults."""
     env = os.environ if env is None else env
     flags = vars(build_parser().parse_args(argv))
+    _check_flags(flags)
+    for name in (ENV_URL, ENV_PASSWORD, ENV_CONFIG):
+        if name in env:
+            text(env[name], name)
     config_path = flags.get("config") or env.get(ENV_CONFIG)
     file = _load_file(config_path) if config_path else {}
 
@@ -311,22 +337,28 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
         value = pick(key)
         if value is not None:
-            if not os.access(str(value), os.R_OK):
+            if not os.access(value, os.R_OK):
                 raise ConfigError(f"cannot read {key.replace('_', '-')} {value}")
-            tls_files[key] = str(value)
-    tls_insecure = bool(pick("tls_insecure", False))
+            if not Path(value).is_file():
+                raise ConfigError(f"cannot read {key.replace('_', '-')} {value}: "
+                                  "not a regular file")
+            tls_files[key] = value
+    tls_insecure = pick("tls_insecure", False)
     if (tls_files or pick("tls_server_name") or tls_insecure) and not any(t.tls for t in targets):
         raise ConfigError("TLS options are set but no URL uses rediss://")
     if ("tls_cert_file" in tls_files) != ("tls_key_file" in tls_files):
         raise ConfigError("--tls-cert-file and --tls-key-file go together")
 
-    timeout = _positive(pick("timeout", DEFAULT_TIMEOUT), "timeout")
+    timeout = _seconds(pick("timeout", DEFAULT_TIMEOUT), "timeout", MAX_TIMEOUT)
     interval = pick("interval")
-    interval = None if interval is None else _positive(interval, "interval")
+    interval = None if interval is None else _seconds(interval, "interval", MAX_SECONDS)
     textfile = pick("textfile")
     if interval is not None and not textfile:
         raise ConfigError("--interval needs --textfile to write to")
-    listen = _listen(pick("listen")) if pick("listen") else None
+    listen = _listen(pick("listen")) if pick("listen") is not None else None
+    web_config_file = pick("web_config_file")
+    if web_config_file is not None and listen is None:
+        raise ConfigError("--web-config-file configures --listen: give --listen too")
     if listen and (textfile or interval is not None):
         raise ConfigError("--listen serves over HTTP: it does not go with --textfile or --interval")
     fmt = pick("format", "prometheus")
@@ -338,35 +370,35 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if not collectors:
         raise ConfigError("no collectors selected")
     if textfile:
-        directory = Path(str(textfile)).parent
-        if Path(str(textfile)).is_dir() or not directory.is_dir():
+        directory = Path(textfile).parent
+        if Path(textfile).is_dir() or not directory.is_dir():
             raise ConfigError(f"--textfile {textfile}: not a file in an existing directory")
         if not os.access(directory, os.W_OK):
             raise ConfigError(f"--textfile {textfile}: directory {directory} is not writable")
 
-    prefix = str(pick("prefix", contract.DEFAULT_PREFIX))
+    prefix = pick("prefix", contract.DEFAULT_PREFIX)
     try:
         contract.check_prefix(prefix)
     except ValueError as exc:
         raise ConfigError(f"--prefix: {exc}") from None
-    heartbeat_ttl = _positive(pick("heartbeat_ttl", 30.0), "heartbeat-ttl")
+    heartbeat_ttl = _seconds(pick("heartbeat_ttl", 30.0), "heartbeat-ttl", MAX_SECONDS)
     queues = _queues(pick("queue", []))
     groups = tuple(dict.fromkeys(_as_list(pick("group", ["workers"]), "group")))
     if not groups or not all(groups):
         raise ConfigError("--group needs a non-empty name")
-    requeue = bool(pick("requeue_orphans", False))
-    if requeue and bool(pick("read_only", False)):
+    requeue = pick("requeue_orphans", False)
+    if requeue and pick("read_only", False):
         raise ConfigError("--requeue-orphans writes to Redis: it cannot go with --read-only")
-    dead_retention = _positive(pick("dead_retention", 3600.0), "dead-retention")
+    dead_retention = _seconds(pick("dead_retention", 3600.0), "dead-retention", MAX_SECONDS)
     max_worker_series = _max_series(pick("max_worker_series", MAX_WORKER_SERIES))
-    raw_pattern = pick("worker_pool_pattern", contract.DEFAULT_POOL_PATTERN)
     try:
-        pool_pattern = re.compile(str(raw_pattern), re.S)
+        pool_pattern = re.compile(pick("worker_pool_pattern", contract.DEFAULT_POOL_PATTERN),
+                                  re.S)
     except re.error as exc:
         raise ConfigError(f"--worker-pool-pattern: {exc}") from None
     if pool_pattern.groups < 1:
         raise ConfigError("--worker-pool-pattern needs a group: the pool is its first group")
-    schema = str(pick("schema", "native"))
+    schema = pick("schema", "native")
     if schema not in SCHEMAS:
         raise ConfigError(f"schema must be one of {', '.join(SCHEMAS)}, not {schema!r}")
     owns_keys, memory = SCHEMAS[schema].owns_keys, SCHEMAS[schema].memory
@@ -380,9 +412,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     arq_queues = tuple(dict.fromkeys(_as_list(pick("arq_queues", [ARQ_QUEUE]), "arq-queues")))
     if not arq_queues:
         raise ConfigError("--arq-queues needs at least one queue name")
-
     bullmq_queues = tuple(dict.fromkeys(_as_list(pick("bullmq_queues", []), "bullmq-queues")))
-    bullmq_prefix = str(pick("bullmq_prefix", "bull"))
+    bullmq_prefix = pick("bullmq_prefix", "bull")
     if not bullmq_prefix:
         raise ConfigError("--bullmq-prefix must not be empty")
 
@@ -392,12 +423,13 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         password=password,
         tls_server_name=pick("tls_server_name"),
         tls_insecure=tls_insecure,
-        cluster_name=str(pick("cluster_name", "default")),
+        cluster_name=pick("cluster_name", "default"),
         timeout=timeout,
         format=fmt,
-        textfile=Path(str(textfile)) if textfile else None,
+        textfile=Path(textfile) if textfile else None,
         interval=interval,
         listen=listen,
+        web_config_file=web_config_file,
         collectors=collectors,
         prefix=prefix,
         heartbeat_ttl=heartbeat_ttl,
@@ -405,32 +437,35 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         worker_pool_pattern=pool_pattern,
         dead_retention=dead_retention,
         # never write theirs; a schema with memory writes only tqmon's own {P} keys
-        read_only=bool(pick("read_only", False)) or not (owns_keys or memory),
+        read_only=pick("read_only", False) or not (owns_keys or memory),
         queues=queues,
         groups=groups,
         requeue_orphans=requeue,
+        max_redeliveries=_count(pick("max_redeliveries", contract.MAX_REDELIVERIES),
+                                "max-redeliveries"),
         schema=schema,
-        rq_worker_ttl=_positive(pick("rq_worker_ttl", RQ_WORKER_TTL), "rq-worker-ttl"),
-        dramatiq_namespace=str(pick("dramatiq_namespace", "dramatiq")),
-        dramatiq_heartbeat_timeout=_positive(
+        rq_worker_ttl=_seconds(pick("rq_worker_ttl", RQ_WORKER_TTL), "rq-worker-ttl",
+                               MAX_SECONDS),
+        dramatiq_namespace=pick("dramatiq_namespace", "dramatiq"),
+        dramatiq_heartbeat_timeout=_seconds(
             pick("dramatiq_heartbeat_timeout", DRAMATIQ_HEARTBEAT_TIMEOUT),
-            "dramatiq-heartbeat-timeout"),
+            "dramatiq-heartbeat-timeout", MAX_SECONDS),
         dramatiq_queues=dramatiq_queues,
         celery_queues=celery_queues,
-        celery_visibility_timeout=_positive(
+        celery_visibility_timeout=_seconds(
             pick("celery_visibility_timeout", CELERY_VISIBILITY_TIMEOUT),
-            "celery-visibility-timeout"),
-        celery_key_prefix=str(pick("celery_key_prefix", "")),
-        celery_heartbeat_interval=_positive(
+            "celery-visibility-timeout", MAX_SECONDS),
+        celery_key_prefix=pick("celery_key_prefix", ""),
+        celery_heartbeat_interval=_seconds(
             pick("celery_heartbeat_interval", CELERY_HEARTBEAT_INTERVAL),
-            "celery-heartbeat-interval"),
+            "celery-heartbeat-interval", MAX_SECONDS),
         arq_queues=arq_queues,
-        arq_health_check_interval=_positive(
+        arq_health_check_interval=_seconds(
             pick("arq_health_check_interval", ARQ_HEALTH_CHECK_INTERVAL),
-            "arq-health-check-interval"),
-        sidekiq_heartbeat_timeout=_positive(
+            "arq-health-check-interval", MAX_SECONDS),
+        sidekiq_heartbeat_timeout=_seconds(
             pick("sidekiq_heartbeat_timeout", SIDEKIQ_HEARTBEAT_TIMEOUT),
-            "sidekiq-heartbeat-timeout"),
+            "sidekiq-heartbeat-timeout", MAX_SECONDS),
         bullmq_prefix=bullmq_prefix,
         bullmq_queues=bullmq_queues,
         warnings=tuple(warnings),
@@ -438,11 +473,14 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     )
 
 
-def _listen(value: Any) -> tuple[str, int]:
-    host, _, port = str(value).rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"--listen takes HOST:PORT (e.g. 127.0.0.1:9840), not {value!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+def _listen(value: str) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT, or :PORT for every address (IPv4 and IPv6)."""
+    host, _, port = value.rpartition(":")
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536 or (
+            ":" in host and not (host.startswith("[") and host.endswith("]"))):
+        raise ConfigError(f"--listen takes HOST:PORT, [IPv6]:PORT or :PORT "
+                          f"(e.g. 127.0.0.1:9840), not {value!r}")
+    return host.strip("[]"), int(port)
 
 
 def _queues(value: Any) -> tuple[tuple[str, str], ...]:
@@ -458,24 +496,18 @@ def _queues(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(out.items())
 
 
-def _positive(value: Any, what: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a number of seconds") from None
-    if not number > 0 or number == float("inf"):
-        raise ConfigError(f"{what} must be a positive number of seconds")
-    return number
+def _count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
+        raise ConfigError(f"{what} must be a whole number from 0 to 1000000")
+    return value
 
 
 def _max_series(value: Any) -> int | None:
     """--max-worker-series: a count of workers, or `all` for no cap."""
-    if str(value).strip().lower() == "all":
+    if isinstance(value, str) and value.strip().lower() == "all":
         return None
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        number = -1
-    if number < 0 or isinstance(value, bool):
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"--max-worker-series must be a count of workers or all, not {value!r}")
-    return number
+    return value

@@ -83,7 +83,9 @@ def client(config: Config, host: str, port: int, deadline: Deadline, *, tls: boo
             connection_class = _ServerNameSSLConnection
             kwargs["tls_server_name"] = config.tls_server_name
     pool = redis.ConnectionPool(connection_class=connection_class, **kwargs)
-    return redis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+    made = redis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+    deadline.track(made)  # its sockets close when the run answers, whatever still reads them
+    return made
 
 
 def pipelined(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:

@@ -18,8 +18,9 @@ DEFAULT_PREFIX = "tq"
 PRIORITIES = ("high", "medium", "low")
 WORKER_FIELDS = ("name", "hostname", "started_at", "status", "tasks_processed", "tasks_failed",
                  "pool")
-STAT_FIELDS = ("dead_workers_detected", "tasks_reassigned")
+STAT_FIELDS = ("dead_workers_detected", "tasks_reassigned", "tasks_dead_lettered")
 DETECT_LIMIT = 1000  # workers a detection run examines or prunes: keeps the script ~1 ms
+PRUNED_KEEP = 100_000  # tombstones of pruned workers kept (the newest): bounds {P}:workers:pruned
 
 
 def check_prefix(prefix: str) -> str:
@@ -43,6 +44,11 @@ class Keys:
     @property
     def dead(self) -> str:
         return f"{self.tag}:workers:dead"
+
+    @property
+    def pruned(self) -> str:
+        """Tombstones of workers pruned as dead: their consumers are still dead ones."""
+        return f"{self.tag}:workers:pruned"
 
     @property
     def stats(self) -> str:
@@ -145,5 +151,13 @@ DETECT = _lua("detect")  # the collector's exactly-once dead-worker detection
 # --- queues ------------------------------------------------------------------------------------
 REDELIVERIES_FIELD = "tqmon_redeliveries"
 REQUEUE_LIMIT = 100  # entries one script run moves for one consumer: keeps it ~1 ms
+MAX_REDELIVERIES = 5  # default --max-redeliveries: then the dead-letter stream
+DEAD_LETTER_SUFFIX = ":dead"
 
 REQUEUE = _lua("requeue")  # `--requeue-orphans`, for one dead consumer
+LEAVE = _lua("leave")  # a consumer leaves its group if it holds nothing
+
+
+def dead_letter(stream: str) -> str:
+    """The dead-letter stream of `stream`: same hash tag, so the same slot."""
+    return stream + DEAD_LETTER_SUFFIX

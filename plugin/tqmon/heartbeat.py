@@ -8,6 +8,7 @@
     hb.task_started(task_id=None)       # status -> processing
     hb.task_finished(duration_seconds, ok=True, task_type="default", priority="medium")
     hb.stop()                           # clean shutdown: deregister, which is not a death
+                                        # (with queues=TaskStreams(...): also leave the groups)
 
 Runs on the redis-py client the application already has (Redis or RedisCluster; asyncio ones
 for AsyncHeartbeat). Every call is one round trip (a Lua script). Monitoring must never break
@@ -23,11 +24,14 @@ import os
 import socket
 import threading
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from . import catalog, contract
+
+if TYPE_CHECKING:
+    from .streams import TaskStreams
 
 log = logging.getLogger(__name__)
 LATENCY_METRIC = "task_processing_latency_seconds"
@@ -39,7 +43,8 @@ REDIS_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException, OSErro
 class _Base:
     def __init__(self, client: Any, name: str, worker_id: str | None = None,
                  prefix: str = contract.DEFAULT_PREFIX, ttl: float = 30,
-                 interval: float = 10, pool: str | None = None) -> None:
+                 interval: float = 10, pool: str | None = None,
+                 queues: TaskStreams | None = None) -> None:
         if interval <= 0 or ttl <= interval:
             raise ValueError("need 0 < interval < ttl, so that one late beat is not a death")
         self.client = client
@@ -49,6 +54,7 @@ class _Base:
         self.interval = interval
         self.keys = contract.Keys(contract.check_prefix(prefix))
         self.pool = pool or contract.pool_of(name)
+        self.queues = queues  # consumer groups to leave on a clean stop
         self.tasks_processed = 0
         self.tasks_failed = 0
         self._bounds = catalog.default()[LATENCY_METRIC].buckets
@@ -91,8 +97,9 @@ class Heartbeat(_Base):
 
     def __init__(self, client: redis.Redis, name: str, worker_id: str | None = None,
                  prefix: str = contract.DEFAULT_PREFIX, ttl: float = 30,
-                 interval: float = 10, pool: str | None = None) -> None:
-        super().__init__(client, name, worker_id, prefix, ttl, interval, pool)
+                 interval: float = 10, pool: str | None = None,
+                 queues: TaskStreams | None = None) -> None:
+        super().__init__(client, name, worker_id, prefix, ttl, interval, pool, queues)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -134,6 +141,11 @@ class Heartbeat(_Base):
             self._thread = None
         self._call("deregister", [*self._membership_keys, self.keys.pools],
                    [self.worker_id, self.pool])
+        if self.queues is not None:
+            try:
+                self.queues.leave(self.worker_id)
+            except REDIS_ERRORS as exc:
+                log.warning("tqmon heartbeat leave (%s): %s", self.worker_id, exc)
 
     def __enter__(self) -> Heartbeat:
         return self.start()
@@ -147,8 +159,9 @@ class AsyncHeartbeat(_Base):
 
     def __init__(self, client: Any, name: str, worker_id: str | None = None,
                  prefix: str = contract.DEFAULT_PREFIX, ttl: float = 30,
-                 interval: float = 10, pool: str | None = None) -> None:
-        super().__init__(client, name, worker_id, prefix, ttl, interval, pool)
+                 interval: float = 10, pool: str | None = None,
+                 queues: TaskStreams | None = None) -> None:
+        super().__init__(client, name, worker_id, prefix, ttl, interval, pool, queues)
         self._task: asyncio.Task[None] | None = None
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
@@ -187,7 +200,14 @@ class AsyncHeartbeat(_Base):
                 await self._task
             self._task = None
         await self._call("deregister", [*self._membership_keys, self.keys.pools],
-                   [self.worker_id, self.pool])
+                         [self.worker_id, self.pool])
+        if self.queues is not None:  # TaskStreams on the asyncio client: awaitable scripts
+            for stream in self.queues.streams.values():
+                try:
+                    await self.queues.leave_script(keys=[stream],
+                                                   args=[self.queues.group, self.worker_id])
+                except REDIS_ERRORS as exc:
+                    log.warning("tqmon heartbeat leave (%s): %s", self.worker_id, exc)
 
     async def __aenter__(self) -> AsyncHeartbeat:
         return await self.start()

@@ -9,6 +9,7 @@ from . import __version__
 from .collectors import registry
 from .collectors.base import Context
 from .config import Config
+from .failures import Failures, NodeDown
 from .model import Samples, describe_error
 from .parallel import Deadline, run_parallel
 from .topology import discover
@@ -23,14 +24,25 @@ NETWORK_SHARE, COLLECTOR_SHARE = 0.90, 0.95
 def collect_once(config: Config) -> Samples:
     """Collect everything once; never raises for a Redis or collector failure."""
     collectors_done = Deadline(config.timeout * COLLECTOR_SHARE)
-    deadline = Deadline(config.timeout * NETWORK_SHARE)
-    ctx = Context(config=config, topology=discover(config, deadline), deadline=deadline)
+    deadline = collectors_done.sub(NETWORK_SHARE / COLLECTOR_SHARE)
+    try:
+        return _collect(config, collectors_done, deadline)
+    finally:
+        collectors_done.abandon()  # the answer is given: close what is still open, act no more
+
+
+def _collect(config: Config, collectors_done: Deadline, deadline: Deadline) -> Samples:
+    failures = Failures()
+    ctx = Context(config=config, topology=discover(config, deadline, failures),
+                  deadline=deadline, failures=failures)
     collectors = registry()
 
     def timed(name: str) -> tuple[Samples, bool, float]:
         started = time.monotonic()
         try:
             samples, ok = collectors[name](ctx), True
+        except NodeDown:  # the node's failure is on stderr already: one line per failure
+            samples, ok = Samples(), False
         except Exception as exc:  # one failing collector must not take the others down
             log.warning("collector %s failed: %s", name, describe_error(exc))
             samples, ok = Samples(), False

@@ -8,6 +8,7 @@ held are attributable to it (tqmon reports them as orphaned, and can requeue the
     for priority, entry_id, fields in queues.next(consumer=hb.worker_id):
         ...                                        # run the task
         queues.ack(priority, entry_id)
+    queues.leave(hb.worker_id)                     # clean stop (Heartbeat(queues=...) does it)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class TaskStreams:
         self.priorities = priorities
         keys = contract.Keys(contract.check_prefix(prefix))
         self.streams = {p: keys.queue(p) for p in priorities}
+        self.leave_script = client.register_script(contract.LEAVE)
 
     def ensure_groups(self) -> None:
         """Create each stream's consumer group (and the stream), reading from the start."""
@@ -67,6 +69,15 @@ class TaskStreams:
         if record is not None:
             pipe.rpush(*record)
         pipe.execute()
+
+    def leave(self, consumer: str) -> int:
+        """On a clean stop: remove `consumer` from the group of every stream where it holds
+        nothing, so consumer lists do not grow with every restart. Entries it still holds keep
+        it in its group (deleting a consumer drops its pending entries): tqmon reports them as
+        orphaned once the worker is gone. One atomic script per stream; returns how many
+        groups it left."""
+        return sum(int(self.leave_script(keys=[stream], args=[self.group, consumer]) or 0)
+                   for stream in self.streams.values())
 
 
 def _text(value: Any) -> str:

@@ -16,6 +16,7 @@ from redis.crc import key_slot
 
 from . import connection
 from .config import Config, Target
+from .failures import Failures
 from .model import describe_error
 from .parallel import Deadline, run_parallel
 
@@ -76,6 +77,8 @@ def parse_cluster_nodes(text: str, tls: bool) -> list[Node]:
     address_by_id: dict[str, str] = {}
     parsed = []
     for row in rows:
+        if len(row) < 8 or ":" not in row[1]:  # not a node line: skipped, not fatal
+            continue
         node_id, addr, flags = row[0], row[1], tuple(row[2].split(","))
         hostport = addr.split("@", 1)[0].split(",", 1)[0]
         host, _, port = hostport.rpartition(":")
@@ -84,8 +87,11 @@ def parse_cluster_nodes(text: str, tls: bool) -> list[Node]:
             host = ""
         port_number = int(port) if port.isdigit() else 0
         address_by_id[node_id] = format_address(host, port_number) if host else ""
-        slots = tuple(_slot_range(s) for s in row[8:] if not s.startswith("["))
+        slots = tuple(r for s in row[8:] if not s.startswith("[")
+                      and (r := _slot_range(s)) is not None)
         parsed.append((node_id, host, port_number, flags, row[3], slots))
+    if not parsed:
+        raise ValueError("no node in the CLUSTER NODES reply")
     nodes = []
     for node_id, host, port, flags, master_id, slots in parsed:
         role = "master" if "master" in flags else "replica" if "slave" in flags else "unknown"
@@ -97,9 +103,17 @@ def parse_cluster_nodes(text: str, tls: bool) -> list[Node]:
     return nodes
 
 
-def _slot_range(text: str) -> tuple[int, int]:
+def _slot_range(text: str) -> tuple[int, int] | None:
     low, _, high = text.partition("-")
-    return int(low), int(high or low)
+    high = high or low
+    if not (low.isascii() and low.isdigit() and high.isascii() and high.isdigit()):
+        return None
+    return int(low), int(high)
+
+
+def _port(value: Any) -> int | None:
+    text = str(value)
+    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) < 65536 else None
 
 
 def _standalone_nodes(seed: Target, info: dict[str, Any]) -> list[Node]:
@@ -107,8 +121,9 @@ def _standalone_nodes(seed: Target, info: dict[str, Any]) -> list[Node]:
     is_replica = info.get("role") == "slave"
     nodes = []
     master_address = ""
-    if is_replica and info.get("master_host"):
-        master = Node(str(info["master_host"]), int(info["master_port"]), "master", tls=seed.tls)
+    master_port = _port(info.get("master_port"))
+    if is_replica and info.get("master_host") and master_port:
+        master = Node(str(info["master_host"]), master_port, "master", tls=seed.tls)
         master_address = master.address
         nodes.append(master)
     seed_node = Node(seed.host, seed.port, "replica" if is_replica else "master", tls=seed.tls,
@@ -116,8 +131,10 @@ def _standalone_nodes(seed: Target, info: dict[str, Any]) -> list[Node]:
     nodes.insert(0, seed_node)
     for key, value in info.items():
         if key.startswith("slave") and key[5:].isdigit() and isinstance(value, dict):
-            nodes.append(Node(str(value["ip"]), int(value["port"]), "replica", tls=seed.tls,
-                              master_address=seed_node.address))
+            port = _port(value.get("port"))
+            if value.get("ip") and port:  # a malformed entry is skipped, not fatal
+                nodes.append(Node(str(value["ip"]), port, "replica", tls=seed.tls,
+                                  master_address=seed_node.address))
     return nodes
 
 
@@ -136,8 +153,12 @@ def _probe_seed(config: Config, seed: Target, deadline: Deadline) -> tuple[Any, 
     return info, nodes
 
 
-def discover(config: Config, deadline: Deadline) -> Topology:
-    """Ask every seed in parallel; the first cluster seed (in order) describes the cluster."""
+def discover(config: Config, deadline: Deadline, failures: Failures | None = None) -> Topology:
+    """Ask every seed in parallel; the first cluster seed (in order) describes the cluster.
+
+    An unexpected reply costs only its seed: odd CLUSTER NODES text makes it a standalone
+    seed, malformed replica entries are skipped."""
+    failures = failures or Failures()
     budget = deadline.sub(DISCOVERY_SHARE)
     answers = run_parallel(
         {seed: (lambda s=seed: _probe_seed(config, s, budget)) for seed in config.targets},
@@ -150,13 +171,25 @@ def discover(config: Config, deadline: Deadline) -> Topology:
         answer = answers[seed]
         if isinstance(answer, BaseException):
             errors[seed.address] = describe_error(answer)
+            failures.node(seed.address, answer)
             continue
         info, cluster_nodes = answer
         if isinstance(cluster_nodes, str):
-            if mode != "cluster":
+            if mode == "cluster":
+                continue
+            try:
+                listed = parse_cluster_nodes(cluster_nodes, seed.tls)
+            except ValueError as exc:
+                log.warning("seed %s: unexpected CLUSTER NODES reply (%s): taken as a standalone "
+                            "node", seed.address, exc)
+            else:
                 mode = "cluster"
-                for node in parse_cluster_nodes(cluster_nodes, seed.tls):
+                for node in listed:
                     nodes.setdefault(node.address, node)
+                continue
+        if not isinstance(info, dict):
+            failures.node(seed.address, ValueError("unexpected INFO replication reply"))
+            errors[seed.address] = "unexpected INFO replication reply"
             continue
         mode = "standalone" if mode == "unknown" else mode
         for node in _standalone_nodes(seed, info):
@@ -164,7 +197,5 @@ def discover(config: Config, deadline: Deadline) -> Topology:
     for seed in config.targets:
         if seed.address not in nodes:
             nodes[seed.address] = Node(seed.host, seed.port, "unknown", tls=seed.tls)
-    for address, error in errors.items():
-        log.warning("seed %s: %s", address, error)
     return Topology(mode=mode, nodes=tuple(nodes.values()), seed_errors=errors)
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
 
 from .. import connection
 from ..config import Config
+from ..failures import NODE_ERRORS, Failures
 from ..model import Samples
 from ..parallel import Deadline
 from ..topology import Node, Topology
@@ -32,6 +33,7 @@ class Context:
     config: Config
     topology: Topology
     deadline: Deadline
+    failures: Failures = field(default_factory=Failures)
 
 
 Collect = Callable[[Context], Samples]
@@ -53,9 +55,34 @@ def on_key_owner(ctx: Context, key: str, work: Callable[[redis.Redis], T]) -> T:
             if attempt:
                 raise
             node = Node(moved.host, moved.port, "master", tls=node.tls)
+        except NODE_ERRORS as exc:  # reported once per node and run, whoever meets it
+            raise ctx.failures.node(node.address, exc) from None
         finally:
             client.close()
     raise AssertionError("unreachable")
+
+
+def pipelined(ctx: Context, client: redis.Redis, commands: Sequence[Sequence[Any]]
+              ) -> list[Any]:
+    """connection.pipelined, following ASK redirects: while a slot migrates, a key already
+    moved answers ASK, and the command goes again to the importing node after ASKING. The
+    redirected commands go in one round trip per node; their replies take their places."""
+    replies = connection.pipelined(client, commands)
+    by_node: dict[tuple[str, int], list[int]] = {}
+    for index, reply in enumerate(replies):
+        if isinstance(reply, redis.exceptions.AskError):
+            by_node.setdefault((reply.host, reply.port), []).append(index)
+    tls = ctx.config.targets[0].tls if ctx.config.targets else False
+    for (host, port), indexes in by_node.items():
+        target = connection.client(ctx.config, host, port, ctx.deadline, tls=tls, decode=False)
+        try:
+            asked = connection.pipelined(
+                target, [c for i in indexes for c in ((b"ASKING",), commands[i])])
+        finally:
+            target.close()
+        for index, reply in zip(indexes, asked[1::2], strict=True):
+            replies[index] = reply
+    return replies
 
 
 def server_time(reply: Any) -> float:

@@ -7,6 +7,7 @@ not answer before the deadline, or refuses us; the rest of its metrics only when
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from .. import connection
@@ -51,6 +52,23 @@ def _query(ctx: Context, node: Node) -> tuple[dict[str, Any], dict[str, Any] | N
     return info, cluster_info
 
 
+def _num(value: Any) -> float | None:
+    """A finite number from an INFO field, or None: one odd field costs only itself."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _peer(host: Any, port: Any) -> str | None:
+    """host:port of a replica or master named in INFO, or None when it is malformed."""
+    number = _num(port)
+    if not host or number is None or not 0 < number < 65536:
+        return None
+    return format_address(str(host), int(number))
+
+
 def _node_samples(
     out: Samples, node: Node, cluster_name: str, info: dict[str, Any],
     cluster_info: dict[str, Any] | None,
@@ -59,27 +77,32 @@ def _node_samples(
     labels = {"node_id": node.address, "role": role, "cluster_name": cluster_name}
     out.add("redis_cluster_node_up", labels, 1.0)
     for field, metric in _NODE_GAUGES.items():
-        if field in info:
-            out.add(metric, labels, float(info[field]))
+        if (value := _num(info.get(field))) is not None:
+            out.add(metric, labels, value)
     out.add("redis_cluster_node_info", {
         **labels, "redis_version": str(info.get("redis_version", "")),
         "cluster_node_id": node.cluster_node_id,
     }, 1.0)
 
     if role == "master":
-        master_offset = float(info.get("master_repl_offset", 0))
+        master_offset = _num(info.get("master_repl_offset", 0))
         for key, replica in info.items():
             if not (key.startswith("slave") and key[5:].isdigit() and isinstance(replica, dict)):
                 continue
-            pair = {"master_id": node.address,
-                    "replica_id": format_address(str(replica["ip"]), int(replica["port"])),
+            replica_id = _peer(replica.get("ip"), replica.get("port"))
+            if replica_id is None:
+                continue
+            pair = {"master_id": node.address, "replica_id": replica_id,
                     "cluster_name": cluster_name}
-            out.add("redis_cluster_replication_lag_seconds", pair, float(replica.get("lag", 0)))
-            out.add("redis_cluster_replication_offset_lag_bytes", pair,
-                    max(0.0, master_offset - float(replica.get("offset", 0))))
-    elif info.get("master_host"):
-        pair = {"master_id": format_address(str(info["master_host"]), int(info["master_port"])),
-                "replica_id": node.address, "cluster_name": cluster_name}
+            if (lag := _num(replica.get("lag", 0))) is not None:
+                out.add("redis_cluster_replication_lag_seconds", pair, lag)
+            offset = _num(replica.get("offset", 0))
+            if master_offset is not None and offset is not None:
+                out.add("redis_cluster_replication_offset_lag_bytes", pair,
+                        max(0.0, master_offset - offset))
+    elif (master_id := _peer(info.get("master_host"), info.get("master_port"))) is not None:
+        pair = {"master_id": master_id, "replica_id": node.address,
+                "cluster_name": cluster_name}
         out.add("redis_cluster_replica_master_link_up", pair,
                 1.0 if info.get("master_link_status") == "up" else 0.0)
 
@@ -87,12 +110,10 @@ def _node_samples(
         out.add("redis_cluster_state_ok", labels,
                 1.0 if cluster_info.get("cluster_state") == "ok" else 0.0)
         for state in SLOT_STATES:
-            value = cluster_info.get(f"cluster_slots_{state}")
-            if value is not None:
-                out.add("redis_cluster_slots", {**labels, "state": state}, float(value))
-        if "cluster_known_nodes" in cluster_info:
-            out.add("redis_cluster_known_nodes", labels,
-                    float(cluster_info["cluster_known_nodes"]))
+            if (value := _num(cluster_info.get(f"cluster_slots_{state}"))) is not None:
+                out.add("redis_cluster_slots", {**labels, "state": state}, value)
+        if (known := _num(cluster_info.get("cluster_known_nodes"))) is not None:
+            out.add("redis_cluster_known_nodes", labels, known)
 
 
 def collect(ctx: Context) -> Samples:
@@ -101,12 +122,18 @@ def collect(ctx: Context) -> Samples:
     samples = Samples()
     for node in nodes:
         answer = answers[node]
+        labels = {"node_id": node.address, "role": node.role,
+                  "cluster_name": ctx.config.cluster_name}
         if isinstance(answer, BaseException):
-            if node.address not in ctx.topology.seed_errors:  # already logged by discovery
-                log.warning("node %s: %s", node.address, describe_error(answer))
-            labels = {"node_id": node.address, "role": node.role,
-                      "cluster_name": ctx.config.cluster_name}
+            ctx.failures.node(node.address, answer)  # once, even if discovery met it too
             samples.add("redis_cluster_node_up", labels, 0.0)
-        else:
-            _node_samples(samples, node, ctx.config.cluster_name, *answer)
+            continue
+        one = Samples()
+        try:
+            _node_samples(one, node, ctx.config.cluster_name, *answer)
+        except Exception as exc:  # an odd reply costs only this node's details
+            log.warning("node %s: unexpected INFO reply: %s", node.address, describe_error(exc))
+            one = Samples()
+            one.add("redis_cluster_node_up", labels, 1.0)
+        samples.extend(one)
     return samples

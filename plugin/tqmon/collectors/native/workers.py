@@ -26,10 +26,18 @@ from typing import Any
 
 import redis
 
-from ... import catalog, connection, contract
+from ... import catalog, contract
 from ...model import Histogram, Samples, describe_error
 from .. import fleet
-from ..base import MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+from ..base import (
+    MAX_LABEL,
+    WORKER_REASONS,
+    Context,
+    Skips,
+    on_key_owner,
+    pipelined,
+    server_time,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +65,16 @@ class _Head:
 def _read_head(ctx: Context, client: redis.Redis) -> _Head:
     """Round trip 1: detection (unless read-only), server time, sizes, fleet counters."""
     keys, cfg = contract.Keys(ctx.config.prefix), ctx.config
-    pipe = client.pipeline(transaction=False)
+    commands: list[tuple[Any, ...]] = []
     if not cfg.read_only:
-        pipe.execute_command("EVAL", contract.DETECT, 4, keys.workers, keys.dead, keys.stats,
-                             keys.pools, cfg.heartbeat_ttl, cfg.dead_retention,
-                             keys.worker_prefix, contract.DETECT_LIMIT, keys.pool_prefix)
-    pipe.execute_command("TIME")
-    pipe.execute_command("ZCARD", keys.workers)
-    pipe.execute_command("HMGET", keys.stats, *contract.STAT_FIELDS)
-    pipe.execute_command("HLEN", keys.latency)
-    pipe.execute_command("HGETALL", keys.pool_stats)  # two fields a pool
-    pipe.execute_command("SMEMBERS", keys.pools)
-    replies = pipe.execute(raise_on_error=False)
+        commands.append(("EVAL", contract.DETECT, 5, keys.workers, keys.dead, keys.stats,
+                         keys.pruned, keys.pools, cfg.heartbeat_ttl, cfg.dead_retention,
+                         keys.worker_prefix, contract.DETECT_LIMIT, contract.PRUNED_KEEP,
+                         keys.pool_prefix))
+    commands += [("TIME",), ("ZCARD", keys.workers), ("HMGET", keys.stats, *contract.STAT_FIELDS),
+                 ("HLEN", keys.latency), ("HGETALL", keys.pool_stats),  # two fields a pool
+                 ("SMEMBERS", keys.pools)]
+    replies = pipelined(ctx, client, commands)
     if not cfg.read_only:
         script = replies.pop(0)
         if isinstance(script, Exception):  # e.g. NOPERM: report deaths all the same
@@ -79,61 +85,64 @@ def _read_head(ctx: Context, client: redis.Redis) -> _Head:
     return _Head(server_time(replies[0]), int(replies[1]), *replies[2:])
 
 
-def _read_registry(client: redis.Redis, keys: contract.Keys, size: int
+def _read_registry(ctx: Context, client: redis.Redis, keys: contract.Keys, size: int
                    ) -> list[tuple[bytes, bytes]]:
     """Round trip 2: every (worker_id, last heartbeat) in ZRANGE batches, one pipeline."""
-    pipe = client.pipeline(transaction=False)
-    for start in range(0, size, ZRANGE_BATCH):
-        pipe.execute_command("ZRANGE", keys.workers, start, start + ZRANGE_BATCH - 1,
-                             "WITHSCORES")
+    commands = [("ZRANGE", keys.workers, start, start + ZRANGE_BATCH - 1, "WITHSCORES")
+                for start in range(0, size, ZRANGE_BATCH)]
     registry: list[tuple[bytes, bytes]] = []
-    for reply in pipe.execute(raise_on_error=False):
+    for reply in pipelined(ctx, client, commands):
         if isinstance(reply, Exception):
             raise reply
         registry.extend(zip(reply[::2], reply[1::2], strict=True))  # flat member, score pairs
     return registry
 
 
-def _choose(client: redis.Redis, keys: contract.Keys, size: int, cutoff: float,
+def _choose(ctx: Context, client: redis.Redis, keys: contract.Keys, size: int, cutoff: float,
             limit: int) -> tuple[list[tuple[bytes, bytes]], list[bytes], set[bytes]]:
     """Over the cap: the chosen workers with their heartbeats, every id, and the dead ones.
     Ids only (no scores) for the fleet, the dead by score range, scores for the chosen."""
     commands = [(b"ZRANGE", keys.workers, start, start + ZRANGE_BATCH - 1)
                 for start in range(0, size, ZRANGE_BATCH)]
     commands.append((b"ZRANGE", keys.workers, b"-inf", f"({cutoff}".encode(), b"BYSCORE"))
-    replies = connection.pipelined(client, commands)
+    replies = pipelined(ctx, client, commands)
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
     ids = [worker_id for reply in replies[:-1] for worker_id in reply]
     dead = set(replies[-1])
     picked = list(fleet.choose(dead, (i for i in ids if i not in dead), limit))
-    beats = client.execute_command("ZMSCORE", keys.workers, *picked) if picked else []
+    (beats,) = pipelined(ctx, client, [("ZMSCORE", keys.workers, *picked)]) if picked else ([],)
+    if isinstance(beats, Exception):
+        raise beats
     chosen = [(i, b) for i, b in zip(picked, beats, strict=True) if b is not None]
     return chosen, ids, dead
 
 
-def _read_hashes(client: redis.Redis, keys: contract.Keys,
+def _read_hashes(ctx: Context, client: redis.Redis, keys: contract.Keys,
                  registry: list[tuple[bytes, bytes]]) -> Iterator[tuple[list, list]]:
     """Round trips 3+: HMGET of the contract fields, a pipeline per batch of workers."""
     prefix = keys.worker_prefix.encode()
     fields = tuple(f.encode() for f in contract.WORKER_FIELDS)
     for start in range(0, len(registry), HMGET_BATCH):
         batch = registry[start:start + HMGET_BATCH]
-        yield batch, connection.pipelined(
-            client, [(b"HMGET", prefix + worker_id, *fields) for worker_id, _ in batch])
+        yield batch, pipelined(
+            ctx, client, [(b"HMGET", prefix + worker_id, *fields) for worker_id, _ in batch])
 
 
-def _read_map(client: redis.Redis, key: str, size: Any) -> Any:
+def _read_map(ctx: Context, client: redis.Redis, key: str, size: Any) -> Any:
     """A whole hash: one HGETALL when small, else HSCAN in steps (never one giant reply);
     the error instead when it is not a hash."""
     if isinstance(size, Exception):
         return size
     try:
         if size <= HGETALL_MAX:
-            return client.execute_command("HGETALL", key)
+            (reply,) = pipelined(ctx, client, [("HGETALL", key)])
+            if isinstance(reply, Exception):
+                return reply
+            return dict(zip(reply[::2], reply[1::2], strict=True))
         return dict(client.hscan_iter(key, count=HSCAN_COUNT))
-    except redis.ResponseError as exc:
+    except redis.ResponseError as exc:  # e.g. ASK in the middle of an HSCAN: next run
         return exc
 
 
@@ -199,8 +208,9 @@ def _add_stats(out: Samples, stats: Any, skips: Skips) -> None:
     if isinstance(stats, Exception):
         skips["wrong_type"] += 1
         return
-    for metric, raw in zip(("dead_workers_detected_total", "tasks_reassigned_total"), stats,
-                           strict=True):
+    metrics = ("dead_workers_detected_total", "tasks_reassigned_total",
+               "tasks_dead_lettered_total")
+    for metric, raw in zip(metrics, stats, strict=True):
         value = 0.0 if raw is None else skips.number(raw)
         if value is not None:
             out.add(metric, {}, value)
@@ -240,19 +250,32 @@ def _add_latency(out: Samples, fields: Any, skips: Skips) -> None:
         else:
             total[0] = value
     for key, (buckets, total) in series.items():
-        try:
-            task_type, priority = json.loads(key)
-            if not isinstance(task_type, str) or not isinstance(priority, str):
-                raise ValueError
-        except ValueError:
+        names = _series_names(key)
+        if names is None:
             skips["bad_latency_field"] += 1
             continue
+        task_type, priority = names
         cumulative, running = [], 0.0
         for bound in (*bounds, INF):
             running += buckets.get(contract.format_bound(bound), 0.0)
             cumulative.append((bound, running))
         out.add(LATENCY, {"task_type": skips.label(task_type), "priority": skips.label(priority)},
                 Histogram(tuple(cumulative), total[0]))
+
+
+def _series_names(key: str) -> tuple[str, str] | None:
+    """[task_type, priority] from a latency field's JSON, or None for anything else: null, a
+    number, an object, a third element, nesting deep enough to exhaust the parser..."""
+    if not key.startswith('["'):
+        return None
+    try:
+        parsed = json.loads(key)
+    except (ValueError, RecursionError):
+        return None
+    if (isinstance(parsed, list) and len(parsed) == 2
+            and isinstance(parsed[0], str) and isinstance(parsed[1], str)):
+        return parsed[0], parsed[1]
+    return None
 
 
 class _Pools:
@@ -296,7 +319,8 @@ def _pool_totals(raw: Any, skips: Skips) -> tuple[dict[str, float], dict[str, fl
     return processed, failed
 
 
-def _capped_pools(client: redis.Redis, keys: contract.Keys, head: _Head, ids: list[bytes],
+def _capped_pools(ctx: Context, client: redis.Redis, keys: contract.Keys, head: _Head,
+                  ids: list[bytes],
                   dead: set[bytes], cutoff: float, pools: _Pools, skips: Skips) -> None:
     """Pools of a fleet over the cap, without reading every worker's hash: each pool's own
     registry and busy set, counted by heartbeat. Workers that recorded no pool (helpers
@@ -310,7 +334,7 @@ def _capped_pools(client: redis.Redis, keys: contract.Keys, head: _Head, ids: li
         workers, busy = prefix + pool + b":workers", prefix + pool + b":busy"
         commands += [(b"ZCOUNT", workers, cutoff, b"+inf"), (b"ZCOUNT", workers, b"-inf",
                      f"({cutoff}".encode()), (b"ZCOUNT", busy, cutoff, b"+inf")]
-    replies = connection.pipelined(client, commands) if commands else []
+    replies = pipelined(ctx, client, commands) if commands else []
     counted = 0
     for index, pool in enumerate(names):
         alive, dead_here, busy = replies[3 * index:3 * index + 3]
@@ -323,23 +347,23 @@ def _capped_pools(client: redis.Redis, keys: contract.Keys, head: _Head, ids: li
         pools.busy[label] += busy
         counted += alive + dead_here
     if counted < len(ids):  # some workers recorded no pool: find them, read their names
-        _unrecorded_pools(client, keys, names, ids, dead, pools)
+        _unrecorded_pools(ctx, client, keys, names, ids, dead, pools)
 
 
-def _unrecorded_pools(client: redis.Redis, keys: contract.Keys, names: list[bytes],
+def _unrecorded_pools(ctx: Context, client: redis.Redis, keys: contract.Keys, names: list[bytes],
                       ids: list[bytes], dead: set[bytes], pools: _Pools) -> None:
     prefix = keys.pool_prefix.encode()
     pooled: set[bytes] = set()
-    for members in connection.pipelined(
-            client, [(b"ZRANGE", prefix + pool + b":workers", 0, -1) for pool in names]):
+    for members in pipelined(
+            ctx, client, [(b"ZRANGE", prefix + pool + b":workers", 0, -1) for pool in names]):
         if not isinstance(members, Exception):
             pooled.update(members)
     rest = [worker_id for worker_id in ids if worker_id not in pooled]
     worker_prefix = keys.worker_prefix.encode()
     for start in range(0, len(rest), HMGET_BATCH):
         batch = rest[start:start + HMGET_BATCH]
-        replies = connection.pipelined(
-            client, [(b"HGET", worker_prefix + worker_id, b"name") for worker_id in batch])
+        replies = pipelined(
+            ctx, client, [(b"HGET", worker_prefix + worker_id, b"name") for worker_id in batch])
         for worker_id, name in zip(batch, replies, strict=True):
             pools.count(None, name if isinstance(name, bytes) else None,
                         worker_id not in dead, False)
@@ -352,20 +376,20 @@ def _collect(ctx: Context, client: redis.Redis) -> Samples:
     pools = _Pools(cfg.worker_pool_pattern)
     ttl, limit = cfg.heartbeat_ttl, cfg.max_worker_series
     if limit is None or head.size <= limit:
-        chosen = _read_registry(client, keys, head.size)
+        chosen = _read_registry(ctx, client, keys, head.size)
         counted: _Pools | None = pools
         fleet_size = len(chosen)
     else:
         cutoff = head.now - ttl
-        chosen, ids, dead = _choose(client, keys, head.size, cutoff, limit)
+        chosen, ids, dead = _choose(ctx, client, keys, head.size, cutoff, limit)
         counted, fleet_size = None, len(ids)
-        _capped_pools(client, keys, head, ids, dead, cutoff, pools, skips)
-    _add_workers(out, head.now, ttl, skips, _read_hashes(client, keys, chosen), counted)
+        _capped_pools(ctx, client, keys, head, ids, dead, cutoff, pools, skips)
+    _add_workers(out, head.now, ttl, skips, _read_hashes(ctx, client, keys, chosen), counted)
     out.add("tqmon_worker_series_omitted", {}, float(fleet_size - len(chosen)))
     fleet.add_pools(out, pools.alive, pools.dead, pools.busy,
                     *_pool_totals(head.pool_stats, skips))
     _add_stats(out, head.stats, skips)
-    _add_latency(out, _read_map(client, keys.latency, head.latency_size), skips)
+    _add_latency(out, _read_map(ctx, client, keys.latency, head.latency_size), skips)
     out.add_skipped("workers", WORKER_REASONS, skips)
     return out
 
