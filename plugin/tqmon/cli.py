@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from urllib.parse import quote, quote_plus
 
-from . import catalog, exposition, serve
+from . import catalog, exposition
 from .config import Config, ConfigError, load
 from .model import Samples
 from .run import collect_once
@@ -99,7 +99,7 @@ def _loop(config: Config) -> int:
 
 def _listen(config: Config) -> int:
     """--listen: a collection per scrape (shared by concurrent scrapes) until SIGTERM."""
-    from . import webconfig  # only for --listen
+    from . import serve, webconfig  # only for --listen: asyncio and HTTP stay out of exec runs
 
     web = webconfig.load(config.web_config_file) if config.web_config_file else None
 
