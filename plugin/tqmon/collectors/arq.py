@@ -75,7 +75,7 @@ def collect_workers(ctx: Context) -> Samples:
                 age = max(0.0, interval + 1.0 - pttl / 1000)
                 rows["worker_heartbeat_age_seconds"].append((labels, age))
             counts = {k.decode(): float(v) for k, v in COUNTS.findall(value)}
-            if not {"j_complete", "j_failed", "j_ongoing"} <= counts.keys():
+            if not {"j_complete", "j_failed", "j_ongoing"} <= set(counts):
                 skips["bad_value"] += 1
                 continue
             rows["worker_tasks_processed_total"].append(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 from redis.crc import key_slot
@@ -21,9 +21,7 @@ from ... import contract
 from ...failures import NodeDown
 from ...model import describe_error
 from ..base import Context, on_key_owner
-
-if TYPE_CHECKING:  # queues imports this module; the types only for the checker
-    from .queues import Consumers, Stream
+from .stream_state import Consumers, Stream
 
 log = logging.getLogger(__name__)
 

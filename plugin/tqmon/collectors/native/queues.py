@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -26,46 +25,11 @@ from ...parallel import run_parallel
 from ...topology import Node
 from ..base import Context, on_key_owner, server_time
 from . import act
+from .stream_state import Consumers, Group, Stream
 
 log = logging.getLogger(__name__)
 
 REASONS = ("wrong_type", "missing_stream", "missing_group", "unreachable", "requeue_refused")
-
-
-@dataclass
-class Group:
-    """One consumer group of one stream, as this run read it."""
-
-    info: dict[str, Any]
-    pending: dict[str, Any] | None = None  # XPENDING summary
-    oldest_pending: list[dict[str, Any]] = field(default_factory=list)
-    next_waiting: list[Any] = field(default_factory=list)  # XRANGE after last-delivered-id
-    consumers: list[dict[str, Any]] = field(default_factory=list)  # XINFO CONSUMERS
-    left: int = 0  # consumers this run removed from the group
-
-    def held(self) -> dict[bytes, int]:
-        """Pending entries per consumer that holds any."""
-        return {c["name"]: int(c["pending"]) for c in (self.pending or {}).get("consumers", [])}
-
-
-@dataclass
-class Stream:
-    priority: str
-    key: str
-    now_ms: int
-    depth: int | None = None
-    group_count: int = 0  # every group reading the stream, configured or not
-    dead_letters: int | None = None  # XLEN of <stream>:dead; None when not in its slot
-    moved_to: tuple[str, int] | None = None  # ASK: the slot migrates, the key already moved
-    groups: dict[str, Group] = field(default_factory=dict)
-
-
-@dataclass
-class Consumers:
-    """Which consumer names are dead workers: `dead` all of them, `pruned` those pruned."""
-
-    dead: set[bytes]
-    pruned: set[bytes]
 
 
 def _id_ms(entry_id: bytes | str) -> int:
