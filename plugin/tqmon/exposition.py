@@ -11,8 +11,10 @@ holding one custom collector, so no process-wide state and no `_created` series)
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
+from operator import itemgetter
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -84,21 +86,41 @@ def text_chunks(catalog: Catalog, samples: Samples) -> Iterator[bytes]:
         if not rows:
             continue
         kind = "gauge" if spec.type == "info" else spec.type
-        info = spec.type == "info"  # an info sample is always 1
         header = f"# HELP {name} {_help(spec.help)}\n# TYPE {name} {kind}\n"
         order = sorted(range(len(spec.labels)), key=spec.labels.__getitem__)
         names = [spec.labels[i] for i in order]
         for start in range(0, len(rows), SLICE):
             lines = [header] if start == 0 else []
-            for values, value in rows[start:start + SLICE]:
-                pairs = [f'{label}="{_label(values[i])}"' for label, i in zip(names, order,
-                                                                               strict=True)]
-                if isinstance(value, Histogram):
-                    _histogram_lines(lines, name, pairs, value)
-                else:
-                    labels = "{" + ",".join(pairs) + "}" if pairs else ""
-                    lines.append(f"{name}{labels} {'1.0' if info else _number(value)}\n")
+            chunk = rows[start:start + SLICE]
+            if spec.type == "histogram":
+                for values, value in chunk:
+                    pairs = [f'{label}="{_label(values[i])}"'
+                             for label, i in zip(names, order, strict=True)]
+                    _histogram_lines(lines, name, pairs, value)  # type: ignore[arg-type]
+            else:
+                _sample_lines(lines, name, names, order, chunk, spec.type == "info")
             yield "".join(lines).encode("utf-8")
+
+
+def _sample_lines(lines: list[str], name: str, names: list[str], order: list[int],
+                  chunk: list, info: bool) -> None:
+    """One line a row, through one %-format: the hot loop of a 100,000-worker fleet."""
+    labels = ",".join(f'{label}="%s"' for label in names)
+    line = f"{name}{{{labels}}} %s\n" if names else f"{name} %s\n"
+    reorder = itemgetter(*order) if order != sorted(order) else None
+    special, escape, go, append = _SPECIAL.search, _label, floatToGoString, lines.append
+    for values, value in chunk:
+        if reorder is not None:
+            values = reorder(values)
+        if special("\0".join(values)):
+            values = tuple(map(escape, values))
+        if info:
+            number = "1.0"  # an info sample is always 1
+        elif value.__class__ is float and -1e6 < value < 1e6:
+            number = repr(value)  # what floatToGoString gives in this range
+        else:
+            number = go(value)
+        append(line % (*values, number))
 
 
 def _histogram_lines(lines: list[str], name: str, pairs: list[str], value: Histogram) -> None:
@@ -120,6 +142,9 @@ def _label(text: str) -> str:
     if "\\" in text or "\n" in text or '"' in text:
         return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
     return text
+
+
+_SPECIAL = re.compile(r'[\\"\n]')  # what a label value must escape
 
 
 def _number(value: float) -> str:
