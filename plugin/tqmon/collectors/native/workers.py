@@ -160,6 +160,7 @@ def _add_workers(out: Samples, now: float, ttl: float, skips: Skips,
     number, label, decode = skips.number, skips.label, bytes.decode
     empty = [None] * len(contract.WORKER_FIELDS)
     seen: set[str] = set()
+    tally: Counter[tuple[Any, Any, bool, bool]] = Counter()
     for batch, hashes in batches:
         for (raw_id, raw_beat), fields in zip(batch, hashes, strict=True):
             if isinstance(fields, Exception):
@@ -190,8 +191,8 @@ def _add_workers(out: Samples, now: float, ttl: float, skips: Skips,
                 processed_rows.append((labels, value))
             if (value := number(failed)) is not None:
                 failed_rows.append((labels, value))
-            if pools is not None:
-                pools.count(pool, name, up, up and status == b"processing")
+            if pools is not None:  # by raw bytes: decoded once per pool, in pools.add()
+                tally[(pool, None if pool else name, up, up and status == b"processing")] += 1
             if not up:
                 continue
             if (started := number(started_at)) is not None:
@@ -202,6 +203,8 @@ def _add_workers(out: Samples, now: float, ttl: float, skips: Skips,
                     status_rows.append((labels, STATUS[status]))
                 else:
                     skips["bad_value"] += 1
+    if pools is not None:
+        pools.add(tally)
 
 
 def _add_stats(out: Samples, stats: Any, skips: Skips) -> None:
@@ -294,11 +297,17 @@ class _Pools:
                                     self.pattern)
         return text[:MAX_LABEL]
 
-    def count(self, pool: bytes | None, name: bytes | None, up: bool, busy: bool) -> None:
+    def count(self, pool: bytes | None, name: bytes | None, up: bool, busy: bool,
+              n: int = 1) -> None:
         label = self.name(pool, name)
-        (self.alive if up else self.dead)[label] += 1
+        (self.alive if up else self.dead)[label] += n
         if busy:
-            self.busy[label] += 1
+            self.busy[label] += n
+
+    def add(self, tally: Counter[tuple[Any, Any, bool, bool]]) -> None:
+        """Workers counted by (pool, name when no pool, up, busy)."""
+        for key, n in tally.items():
+            self.count(*key, n=n)
 
 
 def _pool_totals(raw: Any, skips: Skips) -> tuple[dict[str, float], dict[str, float]]:
