@@ -44,15 +44,17 @@ _COUNTER_FUNCTIONS = {"rate", "irate", "increase"}
 _RATE_FUNCTIONS = {"rate", "irate"}
 # Grafana's unit ids (packages/grafana-data valueFormats) that a Prometheus dashboard may use;
 # a unit outside this list is a typo Grafana would show as a bare number.
-VALID_UNITS = frozenset("""
-    none string short percent percentunit sci locale hex hex0x
-    bytes decbytes bits decbits kbytes deckbytes mbytes decmbytes gbytes decgbytes
-    Bps binBps bps binbps KBs KiBs MBs MiBs GBs GiBs pps
-    ns µs ms s m h d dtdurationms dtdurations dthms dtdhms clockms clocks timeticks hertz
-    dateTimeAsIso dateTimeAsUS dateTimeFromNow dateTimeAsLocal dateTimeAsSystem
-    ops reqps rps wps iops cps opm rpm wpm cpm
-    bool bool_yes_no bool_on_off
-""".split())
+VALID_UNITS = frozenset({
+    "none", "string", "short", "percent", "percentunit", "sci", "locale", "hex", "hex0x",
+    "bytes", "decbytes", "bits", "decbits", "kbytes", "deckbytes", "mbytes", "decmbytes",
+    "gbytes", "decgbytes",
+    "Bps", "binBps", "bps", "binbps", "KBs", "KiBs", "MBs", "MiBs", "GBs", "GiBs", "pps",
+    "ns", "µs", "ms", "s", "m", "h", "d", "dtdurationms", "dtdurations", "dthms", "dtdhms",
+    "clockms", "clocks", "timeticks", "hertz",
+    "dateTimeAsIso", "dateTimeAsUS", "dateTimeFromNow", "dateTimeAsLocal", "dateTimeAsSystem",
+    "ops", "reqps", "rps", "wps", "iops", "cps", "opm", "rpm", "wpm", "cpm",
+    "bool", "bool_yes_no", "bool_on_off",
+})
 
 
 @dataclass(frozen=True)
