@@ -103,6 +103,7 @@ def panel(spec: views.PanelSpec, panel_id: int, pos: G.GridPos) -> G.Panel:
         "id": panel_id, "title": spec.title, "description": spec.description or None,
         "dataSource": DATASOURCE, "targets": targets, "gridPos": pos,
         "thresholds": _thresholds(spec), "maxDataPoints": None,
+        "editable": False,  # as the dashboard: grafanalib's panels default to true
     }
     unit_json = {"fieldConfig": {"defaults": {"unit": spec.unit}}}
     if spec.type == "stat":
@@ -126,7 +127,7 @@ def layout(views: views.Views) -> list[G.Panel]:
     panels: list[G.Panel] = []
     y = 0
     for title, specs in views.rows:
-        panels.append(G.RowPanel(id=len(panels) + 1, title=title,
+        panels.append(G.RowPanel(id=len(panels) + 1, title=title, editable=False,
                                  gridPos=G.GridPos(h=1, w=GRID_WIDTH, x=0, y=y)))
         y, x, line_height = y + 1, 0, 0
         for spec in specs:

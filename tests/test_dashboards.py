@@ -257,6 +257,7 @@ def test_not_editable_and_the_variables_match_every_series(dashboard):
     README says how to edit a copy). "All" of job and instance is `.+`, not a list of the
     values seen when the dashboard loaded."""
     assert dashboard["editable"] is False
+    assert {p["editable"] for p in dashboard["panels"]} == {False}
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     for name in ("job", "instance"):
         assert variables[name]["allValue"] == ".+" and variables[name]["multi"]
