@@ -167,7 +167,7 @@ def _template_for(label: str) -> Callable[[dict], Iterator[str]]:
             yield f"{label} variable reads {_uid(v.get('datasource'))!r}, not $datasource"
         match = _VARIABLE_QUERY.match(_query(v))
         if v.get("type") != "query" or not match or match[1] != "label_values" \
-                or not match[2].rstrip().endswith(label):
+                or match[2].rpartition(",")[2].strip() != label:
             yield f"{label} variable is not a label_values(..., {label}) query"
         if v.get("label") != label.title():
             yield f"{label} variable labelled {v.get('label')!r}, not {label.title()!r}"

@@ -120,3 +120,10 @@ def test_an_exclusion_entry_covers_only_its_panel():
     left = [p.panel for p in dashboard_lint.lint(dashboard)
             if dashboard_lint.excluded_by(p, exclusions) is None]
     assert left == ["Worker status"]
+
+
+def test_the_job_variable_lists_jobs():
+    """template-job-rule reads the label the variable lists, not just any label_values()."""
+    dashboard = copy.deepcopy(load_dashboard())
+    _variable(dashboard, "job")["query"] = "label_values(tqmon_build_info, instance)"
+    assert [p.rule for p in dashboard_lint.lint(dashboard)] == ["template-job-rule"]
