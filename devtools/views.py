@@ -59,6 +59,7 @@ class PanelSpec:
     thresholds: tuple[tuple[float, str], ...] = ()  # (from value, colour), ascending
     states: tuple[tuple[str, str, str], ...] = ()  # (value, text, colour) for state panels
     metrics: frozenset[str] = frozenset()
+    alerts: tuple[str, ...] = ()  # the alerts that fire on what the panel shows
 
 
 @dataclass(frozen=True)
@@ -298,11 +299,22 @@ def _settings(raw: Any, overrides: Any) -> tuple[str, str, dict[str, Any], dict[
     return selector, runbook_url, params, per_alert
 
 
+def _alerts_line(names: list[str], alerts: dict[str, AlertSpec | None]) -> str:
+    """The description's last line: the enabled alerts on the panel, linked to their runbook
+    sections, so the person on call goes from the panel to what to do in one click."""
+    links = [f"[{a.name}]({a.runbook_url}) ({a.severity})"
+             for a in (alerts[n] for n in names) if a is not None]
+    return "Alerts: " + ", ".join(links) + "." if links else "No alert fires on this panel."
+
+
 def _panel(raw: Any, where: str, context: dict[str, Any], cat: Catalog,
-           value_maps: dict[str, Any], free: frozenset[str]) -> PanelSpec:
+           value_maps: dict[str, Any], free: frozenset[str],
+           alerts: dict[str, AlertSpec | None]) -> PanelSpec:
+    """One panel. `alerts` holds every catalog alert by name (None when an override disabled
+    it): a panel names the alerts that fire on it, and must show a metric each of them reads."""
     keys = {"title", "type", "targets", "unit", "width", "height", "description", "thresholds",
-            "states"}
-    raw = _mapping(raw, where, keys, {"title", "type", "targets"})
+            "states", "alerts"}
+    raw = _mapping(raw, where, keys, {"title", "type", "targets", "description"})
     where = f"{where} ({raw['title']})"
     _need(raw["type"] in PANEL_TYPES, where, f"type must be one of {PANEL_TYPES}")
     _need(isinstance(raw["targets"], list) and bool(raw["targets"]), where, "targets: a list")
@@ -333,11 +345,20 @@ def _panel(raw: Any, where: str, context: dict[str, Any], cat: Catalog,
     if "states" in raw:
         _need(raw["states"] in value_maps, where, f"states: one of {sorted(value_maps)}")
         states = value_maps[raw["states"]]
+    names = raw.get("alerts", [])
+    _need(isinstance(names, list) and all(n in alerts for n in names), where,
+          f"alerts: a list of alert names, from {sorted(alerts)}")
+    for name in names:
+        alert = alerts[name]
+        _need(alert is None or bool(alert.metrics & metrics), where,
+              f"alerts: {name} reads none of the panel's metrics")
+    description = " ".join(_render(_text(raw["description"], where), context, where).split())
     return PanelSpec(
         title=_text(raw["title"], where), type=raw["type"], unit=unit, targets=tuple(targets),
         width=width, height=height,
-        description=_render(str(raw.get("description", "")), context, where),
+        description=f"{description}\n\n{_alerts_line(names, alerts)}",
         thresholds=tuple(sorted(thresholds)), states=states, metrics=frozenset(metrics),
+        alerts=tuple(n for n in names if alerts[n] is not None),
     )
 
 
@@ -393,16 +414,6 @@ def parse_views(document: Any, overrides: Any = None) -> Views:
                                                 for e in entries),
               f"dashboard.value_maps.{map_name}", "a list of [value, text, colour]")
         value_maps[map_name] = tuple((str(v), str(t), str(c)) for v, t, c in entries)
-    context = {**DASHBOARD_SELECTORS, **_FUNCTIONS, "p": params}
-    rows = []
-    _need(isinstance(dash["rows"], list) and bool(dash["rows"]), "dashboard.rows", "a list")
-    for r, row in enumerate(dash["rows"]):
-        row = _mapping(row, f"dashboard row {r}", {"title", "panels"}, {"title", "panels"})
-        _need(isinstance(row["panels"], list) and bool(row["panels"]), f"row {row['title']}",
-              "panels: a non-empty list")
-        rows.append((_text(row["title"], f"dashboard row {r}"), tuple(
-            _panel(p, f"row {row['title']} panel {n}", context, cat, value_maps, free)
-            for n, p in enumerate(row["panels"]))))
     alert_context = {"sel": selector, "node_sel": selector, **_FUNCTIONS, "p": params}
     _need(isinstance(document["alerts"], list), "alerts", "must be a list")
     names = [a.get("name") for a in document["alerts"] if isinstance(a, dict)]
@@ -412,6 +423,17 @@ def parse_views(document: Any, overrides: Any = None) -> Views:
     alerts = [_alert(a, f"alert {n}", alert_context, cat, runbook_url,
                      {**per_alert["*"], **per_alert.get(a.get("name"), {})}, free)
               for n, a in enumerate(document["alerts"])]
+    by_name = {name: next((a for a in alerts if a and a.name == name), None) for name in names}
+    context = {**DASHBOARD_SELECTORS, **_FUNCTIONS, "p": params}
+    rows = []
+    _need(isinstance(dash["rows"], list) and bool(dash["rows"]), "dashboard.rows", "a list")
+    for r, row in enumerate(dash["rows"]):
+        row = _mapping(row, f"dashboard row {r}", {"title", "panels"}, {"title", "panels"})
+        _need(isinstance(row["panels"], list) and bool(row["panels"]), f"row {row['title']}",
+              "panels: a non-empty list")
+        rows.append((_text(row["title"], f"dashboard row {r}"), tuple(
+            _panel(p, f"row {row['title']} panel {n}", context, cat, value_maps, free, by_name)
+            for n, p in enumerate(row["panels"]))))
     unused = dict(_mapping(document.get("unused") or {}, "unused"))
     for name, reason in unused.items():
         _need(name in cat, f"unused.{name}", "not a catalog metric")

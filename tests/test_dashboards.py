@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -12,6 +13,7 @@ from provisioning_helpers import (
     as_promql,
     generator,
     load_dashboard,
+    load_rules,
     panels,
 )
 from tqmon import catalog
@@ -214,3 +216,49 @@ def test_fleet_facts_are_deduplicated_in_every_panel(dashboard):
     for p in panels(dashboard):
         for target in p["targets"]:
             assert views.agent_copies(target["expr"], cat) == [], (p["title"], target["expr"])
+
+
+ALERT_LINK = re.compile(r"\[(\w+)\]\((\S+)\) \((critical|warning|info)\)")
+
+
+def test_every_panel_explains_itself(dashboard):
+    """For the person on call: what the panel shows, what normal and bad look like, and the
+    alerts that fire on it with their runbook sections, or that none does."""
+    runbook = {rule["alert"]: (rule["annotations"]["runbook_url"], rule["labels"]["severity"])
+               for rule in load_rules()}
+    for p in panels(dashboard):
+        text, _, alerts = p["description"].rpartition("\n\n")
+        assert "Normal:" in text and "Bad:" in text, p["title"]
+        assert "<<" not in text, p["title"]  # templates rendered
+        links = ALERT_LINK.findall(alerts)
+        assert links or alerts == "No alert fires on this panel.", (p["title"], alerts)
+        for name, url, severity in links:
+            assert runbook[name] == (url, severity), p["title"]
+
+
+def test_every_alert_is_on_a_panel(dashboard):
+    """An alert fires on something the dashboard shows, and its panel links its runbook."""
+    linked = {name for p in panels(dashboard)
+              for name, _, _ in ALERT_LINK.findall(p["description"])}
+    assert linked == {rule["alert"] for rule in load_rules()}
+
+
+def test_a_disabled_alert_leaves_the_descriptions(tmp_path):
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text("alerts: {WorkerDown: {enabled: false}}\n")
+    out = tmp_path / "tqmon.json"
+    assert generator("dashboards").main(["--overrides", str(overrides), "--output", str(out)]) == 0
+    worker_up = next(p for p in panels(load_dashboard(out)) if p["title"] == "Worker up")
+    assert worker_up["description"].endswith("\n\nNo alert fires on this panel.")
+
+
+def test_not_editable_and_the_variables_match_every_series(dashboard):
+    """Provisioned from a file: a UI edit would be lost, so the dashboard is read-only (the
+    README says how to edit a copy). "All" of job and instance is `.+`, not a list of the
+    values seen when the dashboard loaded."""
+    assert dashboard["editable"] is False
+    assert {p["editable"] for p in dashboard["panels"]} == {False}
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    for name in ("job", "instance"):
+        assert variables[name]["allValue"] == ".+" and variables[name]["multi"]
+        assert variables[name]["label"] == name.title()

@@ -73,7 +73,8 @@ def test_new_catalog_entries_flow_into_both_outputs(tmp_path):
         "origin": "tqmon"})
     queues = next(row for row in document["dashboard"]["rows"] if row["title"] == "Queues")
     queues["panels"].append({
-        "title": "Retries", "type": "timeseries", "unit": "cps",
+        "title": "Retries", "type": "timeseries", "unit": "cps", "alerts": ["ManyRetries"],
+        "description": "Redeliveries per second. Normal: 0.",
         "targets": [{"expr": "rate(task_queue_retries_total{<< sel >>}[$__rate_interval])",
                      "legend": "{{priority}}"}]})
     document["settings"]["params"]["retries_per_second"] = 2
@@ -90,6 +91,8 @@ def test_new_catalog_entries_flow_into_both_outputs(tmp_path):
     dashboard = load_dashboard(out_json)
     retries = [p for p in panels(dashboard) if p["title"] == "Retries"]
     assert len(retries) == 1 and "task_queue_retries_total" in retries[0]["targets"][0]["expr"]
+    assert retries[0]["description"].endswith("[ManyRetries](https://github.com/tqmon/tqmon/blob/"
+                                              "main/docs/runbook.md#manyretries) (warning).")
     rows = {p["title"]: p["gridPos"]["y"] for p in dashboard["panels"] if p["type"] == "row"}
     assert rows["Queues"] < retries[0]["gridPos"]["y"] < rows["Latency"]
     (rule,) = [r for r in load_rules(out_rules) if r["alert"] == "ManyRetries"]
@@ -157,6 +160,10 @@ def _first_panel(document: dict) -> dict:
     (lambda d: _first_panel(d).update(width=30), "width"),
     (lambda d: _first_panel(d).update(states="nope"), "states: one of"),
     (lambda d: _first_panel(d).update(colour="red"), "unknown keys"),
+    (lambda d: _first_panel(d).pop("description"), "missing keys"),
+    (lambda d: _first_panel(d).update(alerts=["Nope"]), "alerts: a list of alert names"),
+    (lambda d: _first_panel(d).update(alerts=["WorkerDown"]),
+     "WorkerDown reads none of the panel's metrics"),
     (lambda d: _first_panel(d).update(thresholds={"red": "<< p.nope >>"}), "nope"),
     (lambda d: _first_panel(d)["targets"][0].update(expr="sum(nope{<< sel >>})"),
      "nope is not in the catalog"),
