@@ -17,6 +17,7 @@ class Style:
     """How to mark things: ANSI colours and symbols on a terminal, plain words elsewhere."""
 
     color: bool
+    tty: bool = False  # a terminal (--watch redraws in place), coloured or not
 
     def paint(self, text: str, code: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.color and text else text
@@ -51,7 +52,7 @@ def style_for(stream: TextIO) -> Style:
     except (AttributeError, ValueError):
         tty = False
     return Style(color=tty and not os.environ.get("NO_COLOR") and
-                 os.environ.get("TERM", "") != "dumb")
+                 os.environ.get("TERM", "") != "dumb", tty=tty)
 
 
 class Captured(logging.Handler):

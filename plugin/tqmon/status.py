@@ -360,7 +360,7 @@ def _watch(config: Config, every: float, as_json: bool, captured: Captured, out:
     """Redraw until Ctrl-C (or SIGTERM); on a terminal in the alternate screen, which is left
     and the cursor shown again on the way out, whatever ends the loop."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends it as Ctrl-C does
-    screen = style.color and not as_json
+    screen = style.tty and not as_json
     try:
         if screen:
             out.write("\x1b[?1049h\x1b[?25l")
