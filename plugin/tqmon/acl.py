@@ -239,8 +239,13 @@ def check(client: redis.Redis, user: str, wanted: list[Need]) -> tuple[dict[Need
             answers = client.eval(_ASK, 0, *words)
         except redis.RedisError:
             answers = [None] * len(scripted)
+        key_refused = {n.key_pattern: result[n] for n in direct
+                       if n.key_pattern and "key" in (result[n] or "")}
         for need, answer in zip(scripted, answers, strict=True):
-            result[need] = None if answer == 1 else "" if answer is None else "not allowed"
+            # acl_check_cmd says no for a command and for a key alike: a key its pattern's
+            # reads were refused explains it; otherwise it is the command
+            refused = key_refused.get(need.key_pattern) or "command not allowed"
+            result[need] = None if answer == 1 else "" if answer is None else refused
     else:
         for need in scripted:
             result[need] = ""  # not checked: EVAL itself is missing, or nothing needs it

@@ -400,6 +400,8 @@ def _run_on_owners(config: Config, topology: Topology, reached: dict[str, Reach]
 
 def check_keys(config: Config, topology: Topology, reached: dict[str, Reach]
                ) -> Iterator[Finding]:
+    if not {"workers", "queues"} & set(config.collectors):
+        return  # only Redis itself is watched: no queue keys are expected
     wanted = _schema_keys(config)
     flat = [(schema, command) for schema, commands in wanted.items() for command in commands]
     replies = _run_on_owners(config, topology, reached, [c for _, c in flat])
@@ -513,7 +515,9 @@ def check_collection(config: Config, captured: Captured) -> Iterator[Finding]:
             yield ok("collect", f"collector {name} ok")
         else:
             why = next((e for e in errors if name in e), errors[0] if errors else "")
-            yield problem("collect", f"collector {name} failed" + (f": {why}" if why else ""))
+            text = why if why.startswith(f"collector {name}") else \
+                f"collector {name} failed" + (f": {why}" if why else "")
+            yield problem("collect", text)
     series = samples.exposed()
     omitted = sum(v for _, v in samples.rows.get("tqmon_worker_series_omitted", []))
     cap = config.max_worker_series
