@@ -249,7 +249,7 @@ def check(client: redis.Redis, user: str, wanted: list[Need]) -> tuple[dict[Need
     else:
         for need in scripted:
             result[need] = ""  # not checked: EVAL itself is missing, or nothing needs it
-    return result, "running the reads, asking about the rest"
+    return result, "reads tried"
 
 
 def _psubscribe(client: redis.Redis, need: Need) -> str | None:

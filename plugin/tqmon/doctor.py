@@ -258,7 +258,7 @@ def check_acl(config: Config, topology: Topology, reached: dict[str, Reach]) -> 
         unchecked = [n for n in mine if result.get(n) == ""]
         if not denied:
             yield ok("acl", f"{collector}: user {user!r} may run the {len(mine)} commands it "
-                     f"needs ({how})" if not unchecked else
+                     f"runs ({how})" if not unchecked else
                      f"{collector}: allowed, {len(unchecked)} command(s) not checked")
             continue
         lacking = list(dict.fromkeys(n.rule for n in denied if "key" not in result[n]))

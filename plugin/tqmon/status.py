@@ -209,12 +209,12 @@ def _cut(text: str, width: int) -> str:
 def render(doc: dict[str, Any], style: Style, height: int | None = None) -> str:
     """The document as text for a person, each line at most 80 columns (colour codes aside)."""
     lines: list[str] = []
-    mark = style.mark
-    width_mark = 1 if style.color else 4
+    width_mark = 1 if style.color else 2
+    plain = {"ok": "", "warning": "!", "problem": "!!"}  # grep '^!' finds what is wrong
 
     def row(level: str, text: str) -> None:
-        lines.append(f"{mark(level):<{width_mark}} {text}" if not style.color
-                     else f"{mark(level)} {text}")
+        lines.append(f"{style.mark(level)} {text}" if style.color
+                     else f"{plain[level]:<{width_mark}} {text}")
 
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(doc["time"]))
     lines.append(_cut(f"{style.bold('tqmon status')}  schema {doc['schema']}  prefix "
