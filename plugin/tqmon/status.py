@@ -330,7 +330,8 @@ def render(doc: dict[str, Any], style: Style, height: int | None = None) -> str:
 
 def _collect(config: Config, captured: Captured) -> dict[str, Any]:
     samples = collect_once(config)
-    return summarize(samples, config, captured.take())
+    # config warnings (a password on the command line) in every frame, then the run's own
+    return summarize(samples, config, [*config.warnings, *captured.take()])
 
 
 def main(config: Config, watch: float | None, as_json: bool, captured: Captured,
