@@ -67,7 +67,7 @@ def test_documented_user_is_all_ok_and_nothing_is_written(server):
     assert result.returncode == 0, result.stdout
     assert not [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
     for collector in ("nodes", "workers", "queues"):
-        assert any(f"{collector}: user 'tqmon' may run" in line
+        assert any(f"{collector}: 'tqmon' may run all" in line
                    for line in lines(result, "ok", "acl")), result.stdout
     assert lines(result, "ok", "reach") and lines(result, "ok", "clock")
     assert lines(result, "ok", "auth") == ["ok   auth     authenticated as 'tqmon'"]
@@ -202,3 +202,14 @@ def test_cluster_health(cluster):
     [health] = lines(result, "ok", "cluster")
     assert "state ok; slots assigned 16384" in health
     assert len(lines(result, "ok", "reach")) == 6
+
+
+@pytest.mark.parametrize("schema", ["rq", "dramatiq", "celery", "arq", "sidekiq", "bullmq"])
+def test_every_schema_is_checked(server, schema):
+    result = doctor("--redis-url", server.url, "--schema", schema, user=None, timeout="3")
+    assert result.returncode in (0, 1)
+    for collector in ("nodes", "workers", "queues"):
+        assert any(line.startswith(f"ok   acl      {collector}: 'default' may run all")
+                   for line in result.stdout.splitlines()), result.stdout
+    assert any(line.split()[1:2] == ["keys"] for line in result.stdout.splitlines())
+    assert "try --schema native" in " ".join(result.stdout.split()), result.stdout

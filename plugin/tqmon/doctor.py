@@ -257,8 +257,8 @@ def check_acl(config: Config, topology: Topology, reached: dict[str, Reach]) -> 
         denied = [n for n in mine if result.get(n)]
         unchecked = [n for n in mine if result.get(n) == ""]
         if not denied:
-            yield ok("acl", f"{collector}: user {user!r} may run the {len(mine)} commands it "
-                     f"runs ({how})" if not unchecked else
+            yield ok("acl", f"{collector}: {user!r} may run all {len(mine)} it needs ({how})"
+                     if not unchecked else
                      f"{collector}: allowed, {len(unchecked)} command(s) not checked")
             continue
         lacking = list(dict.fromkeys(n.rule for n in denied if "key" not in result[n]))
@@ -426,6 +426,8 @@ def check_keys(config: Config, topology: Topology, reached: dict[str, Reach]
     if mine == "bullmq" and not config.bullmq_queues:
         yield ok("keys", "--schema bullmq: the queues come from the workers connected now "
                  "(CLIENT LIST); name them with --bullmq-queues to check their keys")
+        for hint in hints:
+            yield warning("keys", f"another queue system's keys are here: {hint}")
         return
     if unknown.get(mine) and len(unknown[mine]) == len(wanted[mine]):
         yield warning("keys", f"{where}: cannot look at {', '.join(unknown[mine][:3])} "
