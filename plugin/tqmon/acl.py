@@ -237,7 +237,9 @@ def check(client: redis.Redis, user: str, wanted: list[Need]) -> tuple[dict[Need
             words += [str(len(need.argv)), *need.argv]
         try:
             answers = client.eval(_ASK, 0, *words)
-        except redis.RedisError:
+        except redis.RedisError:  # before Redis 7 (no acl_check_cmd, no flags): not checked
+            answers = None
+        if not isinstance(answers, list) or len(answers) != len(scripted):
             answers = [None] * len(scripted)
         key_refused = {n.key_pattern: result[n] for n in direct
                        if n.key_pattern and "key" in (result[n] or "")}

@@ -309,6 +309,11 @@ def check_clock(reached: dict[str, Reach]) -> Iterator[Finding]:
 
 
 def check_cluster(topology: Topology, reached: dict[str, Reach]) -> Iterator[Finding]:
+    if topology.mode == "unknown":
+        why = next(iter(topology.seed_errors.values()), "no seed answered INFO replication")
+        yield warning("cluster", f"cannot tell a cluster from a standalone Redis: {why}",
+                      "the nodes collector needs +info +cluster|info +cluster|nodes")
+        return
     if not topology.cluster:
         yield ok("cluster", f"{topology.mode} Redis: {len(topology.nodes)} node(s) known")
         return
