@@ -213,3 +213,22 @@ def test_every_schema_is_checked(server, schema):
                    for line in result.stdout.splitlines()), result.stdout
     assert any(line.split()[1:2] == ["keys"] for line in result.stdout.splitlines())
     assert "try --schema native" in " ".join(result.stdout.split()), result.stdout
+
+
+def test_series_against_datadogs_limit_and_the_cap():
+    server = devcluster.start_standalone()
+    try:
+        client = server.client()
+        for i in range(300):  # ~8 series a worker: past Datadog's 2,000
+            Heartbeat(client, name=f"w-{i}", worker_id=f"w-{i}", ttl=600, interval=60).beat()
+        result = doctor("--redis-url", server.url, "--collectors", "workers", user=None)
+        [series] = lines(result, "WARN", "series")
+        assert "(Datadog's default limit: 2,000)" in series and result.returncode == 0
+        assert "max_returned_metrics" in result.stdout
+        capped = doctor("--redis-url", server.url, "--collectors", "workers",
+                        "--max-worker-series", "10", user=None)
+        text = " ".join(capped.stdout.split())
+        assert "--max-worker-series 10 leaves 290 workers to their pools" in text
+        assert lines(capped, "ok", "series")
+    finally:
+        server.stop()

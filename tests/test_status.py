@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -135,6 +137,21 @@ def test_subcommand_flags_do_not_reach_the_plugin(fleet):
     assert run_tqmon("status", "--watch", "0", check_output=False).returncode == 2
     plain = run_tqmon("--redis-url", fleet.url, "--read-only")  # bare tqmon is unchanged
     assert plain.returncode == 0 and plain.value("workers_alive", pool="api") == 2
+
+
+def test_watch_json_is_a_document_a_line_until_sigint(fleet):
+    proc = subprocess.Popen([sys.executable, "-m", "tqmon", "status", "--watch", "0.2", "--json",
+                             "--read-only", "--heartbeat-ttl", TTL, "--redis-url", fleet.url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        docs = [json.loads(proc.stdout.readline()) for _ in range(2)]
+        assert docs[0]["time"] < docs[1]["time"] and docs[1]["workers"]["dead"] == 2
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0 and proc.stderr.read() == ""
+    finally:
+        proc.kill()
+        proc.wait(10)
 
 
 # ---- a real terminal -------------------------------------------------------------------------
