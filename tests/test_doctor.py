@@ -188,6 +188,14 @@ def test_certificate_for_another_name(tls_server):
     assert lines(named, "ok", "reach")
 
 
+def test_tls_insecure_turns_verification_into_warnings(tls_server):
+    result = doctor("--redis-url", tls_server["url"], "--tls-insecure", "--collectors", "nodes",
+                    user=None)
+    assert result.returncode == 0, result.stdout
+    assert any("--tls-insecure" in line for line in lines(result, "WARN", "tls"))
+    assert any("certificate not verified" in line for line in lines(result, "WARN", "tls"))
+
+
 def test_certificate_from_an_unknown_ca(tls_server):
     result = doctor("--redis-url", tls_server["url"], "--tls-ca-file", tls_server["other_ca"],
                     "--tls-server-name", "redis.test", "--collectors", "nodes", user=None)

@@ -191,11 +191,13 @@ def check_tls(config: Config) -> Iterator[Finding]:
 def _check_one_tls(config: Config, target: Target) -> Iterator[Finding]:
     deadline = Deadline(config.timeout)
     where = target.address
+    # with --tls-insecure the run does not verify: what verification would say is a warning
+    bad = warning if config.tls_insecure else problem
     try:
         cert = _handshake(config, target, deadline, None)
     except ssl.SSLCertVerificationError as exc:
-        yield problem("tls", f"{where}: certificate not verified: {exc.verify_message}",
-                      "give the CA that signed it: --tls-ca-file PATH")
+        yield bad("tls", f"{where}: certificate not verified: {exc.verify_message}",
+                  "give the CA that signed it: --tls-ca-file PATH")
         return
     except (ssl.SSLError, OSError) as exc:
         yield problem("tls", f"{where}: TLS handshake failed: {describe_error(exc)}")
@@ -206,7 +208,7 @@ def _check_one_tls(config: Config, target: Target) -> Iterator[Finding]:
         _handshake(config, target, deadline, name)
     except ssl.SSLCertVerificationError:
         fixes = [f"--tls-server-name {names[0]}"] if names else []
-        yield problem("tls", f"{where}: the certificate names {', '.join(names) or 'no host'}, "
+        yield bad("tls", f"{where}: the certificate names {', '.join(names) or 'no host'}, "
                       f"not {name!r}", *fixes)
     except (ssl.SSLError, OSError) as exc:
         yield problem("tls", f"{where}: TLS handshake failed: {describe_error(exc)}")
