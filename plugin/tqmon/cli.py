@@ -3,6 +3,8 @@
 Exit status: 0 whenever metrics were produced, partial ones included (Telegraf drops the whole
 output of a failing command); 2 and one line on stderr for a usage or config error; 1 and one
 line if the output cannot be written. Never a traceback (set TQMON_DEBUG=1 to see one).
+`tqmon status` and `tqmon doctor` (the first word only) are for a person at a terminal: see
+terminal.py.
 """
 
 from __future__ import annotations
@@ -16,45 +18,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from urllib.parse import quote, quote_plus
 
 from . import catalog, exposition
 from .config import Config, ConfigError, load
 from .model import Samples
+from .redaction import Redact as _Redact
+from .redaction import redact
 from .run import collect_once
 
 log = logging.getLogger("tqmon")
-
-
-def _spellings(secret: str | None) -> list[str]:
-    """The password as it may appear in text: as is, and URL-encoded (fully, or with `/` left
-    as is, as urllib does by default), longest first."""
-    if not secret:
-        return []
-    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
-    return sorted(forms, key=len, reverse=True)
-
-
-def redact(text: str, secret: str | None) -> str:
-    for form in _spellings(secret):
-        text = text.replace(form, "***")
-    return text
-
-
-class _Redact(logging.Filter):
-    """Last line of defence: the password never reaches stderr, whatever a library says."""
-
-    def __init__(self, secret: str | None) -> None:
-        super().__init__()
-        self._secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._secret:
-            message = record.getMessage()
-            redacted = redact(message, self._secret)
-            if redacted != message:
-                record.msg, record.args = redacted, ()
-        return True
+SUBCOMMANDS = ("status", "doctor")  # `tqmon status ...`, `tqmon doctor ...`: see terminal.py
 
 
 def _setup_logging(config: Config | None) -> None:
@@ -124,9 +97,14 @@ def _listen(config: Config) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in SUBCOMMANDS:  # only the first word: every flag keeps its meaning
+        from . import terminal  # the person-facing commands stay out of exec runs
+
+        return terminal.main(args[0], args[1:])
     config: Config | None = None
     try:
-        config = load(argv)
+        config = load(args)
         _setup_logging(config)
         for warning in config.warnings:
             log.warning(warning)

@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Collect Redis and task-queue metrics once and print them in Prometheus "
         "text format. The password comes from TQMON_REDIS_PASSWORD or --password-file.",
         argument_default=argparse.SUPPRESS,  # unset flags stay absent so env and file apply
+        epilog="For a person at a terminal: `tqmon status [--watch SECONDS] [--json] [flags]` "
+        "shows one collection; `tqmon doctor [flags]` checks the set-up and says how to fix it.",
     )
     p.add_argument("--config", metavar="FILE", help="YAML config file (env TQMON_CONFIG)")
     p.add_argument("--redis-url", metavar="URL", action="append", dest="redis_url",
