@@ -209,3 +209,31 @@ def test_requeue_refused_across_slots(cluster):
     assert client.xpending(name, "workers")["pending"] == 1  # untouched
     client.delete(name)
     hb.stop()
+
+
+def test_xpending_refused_leaves_orphans_unknown_not_zero():
+    """A user whose ACL lacks XPENDING: who holds what is unknown, so no orphan or pending-idle
+    series (never a reassuring 0), the refusal counted and said once on stderr."""
+    server = devcluster.start_standalone(["--user", "tqmon", "on", ">pw", "~*", "+@all",
+                                          "-xpending"])
+    try:
+        admin = server.client()
+        queues = TaskStreams(admin)
+        queues.ensure_groups()
+        queues.enqueue("high", {"payload": "x"})
+        queues.next("gone-worker")  # held by a worker that is dead
+        admin.zadd("{tq}:workers", {"gone-worker": 1.0})
+        result = run_tqmon("--redis-url", f"redis://tqmon@{server.address}", "--collectors",
+                           "queues", "--heartbeat-ttl", TTL, "--read-only",
+                           env={"TQMON_REDIS_PASSWORD": "pw"})
+        assert result.returncode == 0
+        assert result.stderr.count("\n") == 1 and "XPENDING refused" in result.stderr
+        assert result.series("task_queue_orphaned") == []
+        assert result.series("task_queue_oldest_pending_idle_seconds") == []
+        assert result.value("task_queue_pending", priority="high", group="workers") == 1
+        assert result.value("tqmon_skipped_entries", collector="queues", reason="refused") == 3
+        full = run_tqmon("--redis-url", server.url, "--collectors", "queues", "--heartbeat-ttl",
+                         TTL, "--read-only")
+        assert full.value("task_queue_orphaned", priority="high", group="workers") == 1
+    finally:
+        server.stop()

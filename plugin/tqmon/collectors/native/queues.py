@@ -29,7 +29,8 @@ from .stream_state import Consumers, Group, Stream
 
 log = logging.getLogger(__name__)
 
-REASONS = ("wrong_type", "missing_stream", "missing_group", "unreachable", "requeue_refused")
+REASONS = ("wrong_type", "missing_stream", "missing_group", "unreachable", "requeue_refused",
+           "refused")
 
 
 def _id_ms(entry_id: bytes | str) -> int:
@@ -113,12 +114,19 @@ def _read_node(ctx: Context, node: Node, items: list[tuple[str, str]], asking: b
                     log.warning("queue %s: stream %s has no consumer group %s", priority, key,
                                 group)
                     continue
+                unread = isinstance(summary, Exception) or isinstance(oldest, Exception)
+                if unread:  # e.g. NOPERM: pending, idle and orphans unknown, never 0
+                    skips["refused"] += 1
+                    error = summary if isinstance(summary, Exception) else oldest
+                    if skips["refused"] == 1:
+                        log.warning("queue %s: XPENDING refused, orphans unknown: %s", priority,
+                                    describe_error(error))
                 stream.groups[group] = Group(
                     by_name[group],
                     None if isinstance(summary, Exception) else summary,
                     [] if isinstance(oldest, Exception) else oldest,
                     consumers=[] if not consumers or isinstance(consumers[0], Exception)
-                    else consumers[0])
+                    else consumers[0], unread=unread)
             streams.append(stream)
 
         waiting = [(stream, group) for stream in streams for group in stream.groups.values()]
@@ -181,6 +189,8 @@ def _add_samples(out: Samples, streams: list[Stream], dead: set[bytes] | None) -
             if group.next_waiting:
                 waiting_age = max(0, stream.now_ms - _id_ms(group.next_waiting[0][0])) / 1000
             out.add("task_queue_oldest_waiting_age_seconds", labels, waiting_age)
+            if group.unread:  # XPENDING refused: no idle time and no orphans, rather than 0
+                continue
             idle = group.oldest_pending[0]["time_since_delivered"] if group.oldest_pending else 0
             out.add("task_queue_oldest_pending_idle_seconds", labels, idle / 1000)
             if dead is not None:  # unknown when the registry could not be read: no series

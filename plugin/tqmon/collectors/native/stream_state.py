@@ -17,6 +17,7 @@ class Group:
     next_waiting: list[Any] = field(default_factory=list)  # XRANGE after last-delivered-id
     consumers: list[dict[str, Any]] = field(default_factory=list)  # XINFO CONSUMERS
     left: int = 0  # consumers this run removed from the group
+    unread: bool = False  # XPENDING refused (an ACL without it): who holds what is unknown
 
     def held(self) -> dict[bytes, int]:
         """Pending entries per consumer that holds any."""
