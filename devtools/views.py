@@ -212,15 +212,16 @@ def check_expr(expr: str, cat: Catalog,
     return frozenset(used)
 
 
-def rise(series: str, window: str, step: str) -> str:
+def rise(series: str, window: str) -> str:
     """PromQL for how much a counter kept in Redis rose over `window`, ignoring drops.
 
     A failover that lost the last writes, or a restore from a backup, can lower such a counter;
     increase() reads a drop as a reset and adds the whole new value, a burst that never
-    happened. Summing only the positive steps of `step` counts real increments, also the ones
-    after a drop.
+    happened. The rise from the window's lowest sample counts real increments, also the ones
+    after a drop, and every sample in the range takes part, so a failed scrape in between
+    loses nothing.
     """
-    return f"sum_over_time(clamp_min({series} - {series} offset {step}, 0)[{window}:{step}])"
+    return f"({series} - min_over_time({series}[{window}]))"
 
 
 _FUNCTIONS = {"fleet": FLEET, "rise": rise}

@@ -128,7 +128,7 @@ def test_example_overrides_reach_every_rule(tmp_path):
         assert rule["annotations"]["runbook_url"].startswith(overrides["runbook_url"] + "#")
     assert rules["WorkerDown"]["for"] == "5m"
     assert rules["HighReplicationLag"]["expr"].endswith("> 10")
-    assert "[15m:1m]" in rules["HighTaskFailureRate"]["expr"]
+    assert "[15m]" in rules["HighTaskFailureRate"]["expr"]
     assert "alert above 5%" in rules["HighTaskFailureRate"]["annotations"]["description"]
 
 

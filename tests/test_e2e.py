@@ -57,9 +57,20 @@ def _panel_queries() -> list[tuple[str, str]]:
 def _wait_alert(running: stack.Stack, name: str, seen: set[str], timeout: float = 45) -> None:
     end = time.monotonic() + timeout
     while "firing" not in seen:
-        assert time.monotonic() < end, f"{name}: states seen {seen}"
+        assert time.monotonic() < end, f"{name}: states seen {seen}; " + _evidence(running)
         seen |= running.alert_states(name)
         time.sleep(0.2)
+
+
+def _evidence(running: stack.Stack) -> str:
+    """What Prometheus holds of the fleet's death counters, for a failing wait."""
+    found = []
+    for series in running.query("dead_workers_detected_total[5m]"):
+        values = series["values"]
+        changes = [(t, v) for (t, v), (_, w) in zip(values[1:], values, strict=False) if v != w]
+        found.append(f"{series['metric'].get('job')}: {len(values)} samples from "
+                     f"{values[0]}, changes {changes}")
+    return "dead_workers_detected_total: " + "; ".join(found)
 
 
 def test_textfile_reaches_prometheus_through_node_exporter(running):
@@ -102,13 +113,13 @@ def test_killed_worker_goes_pending_then_firing(running):
                 if a["labels"]["alertname"] == "WorkerDown"]
     assert alert["labels"]["worker_name"] == "worker-1"
     assert alert["annotations"]["runbook_url"].endswith("#workerdown")
+    _wait_alert(running, "DeadWorkersDetected", set(), timeout=60)
 
 
 def test_orphaned_tasks_fire(running):
     _wait_alert(running, "OrphanedTasks", set())
     orphaned = running.query('sum(task_queue_orphaned{job="tqmon"})')
     assert float(orphaned[0]["value"][1]) > 0
-    _wait_alert(running, "DeadWorkersDetected", set())
 
 
 def test_stopped_redis_node_fires(running):
