@@ -23,7 +23,7 @@ from . import catalog, exposition
 from .config import Config, ConfigError, load
 from .model import Samples
 from .redaction import Redact as _Redact
-from .redaction import redact
+from .redaction import internal_error
 from .run import collect_once
 
 log = logging.getLogger("tqmon")
@@ -135,9 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("TQMON_DEBUG"):
             raise
-        text = str(exc).splitlines()[0] if str(exc) else ""
-        text = redact(text, config.password if config else None)
-        print(f"tqmon: internal error: {type(exc).__name__}: {text}", file=sys.stderr)
+        print(internal_error("tqmon", exc, config.password if config else None),
+              file=sys.stderr)
         return 1
 
 

@@ -25,6 +25,12 @@ def redact(text: str, secret: str | None) -> str:
     return text
 
 
+def internal_error(prog: str, exc: BaseException, secret: str | None) -> str:
+    """The one line printed for an unexpected error instead of a traceback, redacted."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{prog}: internal error: {type(exc).__name__}: {redact(text, secret)}"
+
+
 class Redact(logging.Filter):
     """Last line of defence: the password never reaches stderr, whatever a library says."""
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .config import Config, ConfigError, load
-from .redaction import redact
+from .redaction import internal_error
 from .screen import Captured
 
 # Options that only make sense for the exec plugin: refused, so nobody waits for a textfile.
@@ -97,7 +97,6 @@ def main(command: str, argv: Sequence[str]) -> int:
     except Exception as exc:
         if os.environ.get("TQMON_DEBUG"):
             raise
-        text = str(exc).splitlines()[0] if str(exc) else ""
-        text = redact(text, config.password if config else None)
-        print(f"tqmon {command}: internal error: {type(exc).__name__}: {text}", file=sys.stderr)
+        print(internal_error(f"tqmon {command}", exc, config.password if config else None),
+              file=sys.stderr)
         return 1
