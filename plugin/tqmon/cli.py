@@ -135,8 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("TQMON_DEBUG"):
             raise
-        print(internal_error("tqmon", exc, config.password if config else None),
-              file=sys.stderr)
+        line = internal_error("tqmon", exc, config.password if config else None)
+        print(line, file=sys.stderr)  # redacted
         return 1
 
 

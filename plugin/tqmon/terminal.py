@@ -97,6 +97,6 @@ def main(command: str, argv: Sequence[str]) -> int:
     except Exception as exc:
         if os.environ.get("TQMON_DEBUG"):
             raise
-        print(internal_error(f"tqmon {command}", exc, config.password if config else None),
-              file=sys.stderr)
+        line = internal_error(f"tqmon {command}", exc, config.password if config else None)
+        print(line, file=sys.stderr)  # redacted
         return 1
