@@ -56,7 +56,8 @@ def test_exclusions_need_a_reason_and_apply_per_alert(tmp_path):
     bad = {**GOOD, "annotations": {**GOOD["annotations"], "summary": "stuck"}}
     groups = [{"name": "g", "rules": [bad, {**bad, "alert": "OtherStuck"}]}]
     lint_file = tmp_path / ".lint"
-    lint_file.write_text("exclusions:\n  alert-summary-style:\n    entries: [{alert: QueueStuck}]\n")
+    lint_file.write_text("exclusions:\n  alert-summary-style:\n"
+                         "    entries: [{alert: QueueStuck}]\n")
     with pytest.raises(ValueError, match="no reason"):
         load_exclusions(lint_file)
     lint_file.write_text("exclusions:\n  alert-summary-style:\n    reason: test\n"
