@@ -16,11 +16,12 @@ import jinja2
 import yaml
 from tqmon import catalog
 
-from devtools import views
+from devtools import slos, views
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "tqmon-rules.yaml"
 GROUP = "tqmon"
+SLO_GROUP = "tqmon-slos"  # recording rules first: the burn alerts after them read this cycle's
 
 
 def yaml_scalar(text: str, indent: int = 0) -> str:
@@ -44,7 +45,16 @@ def rules(views: views.Views) -> dict[str, Any]:
         {"alert": a.name, "expr": a.expr, "for": a.for_, "labels": {"severity": a.severity},
          "annotations": {"summary": a.summary, "description": a.description,
                          "runbook_url": a.runbook_url}}
-        for a in views.alerts]}]}
+        for a in views.alerts]}, *slo_groups(views)]}
+
+
+def slo_groups(views: views.Views) -> list[dict[str, Any]]:
+    """The SLOs' recording rules and burn-rate alerts, in one group (none without SLOs)."""
+    objectives = slos.load(views)
+    everyone = (views.overrides or {}).get("all_alerts")
+    found = (slos.records(objectives, views.selector)
+             + slos.alerts(objectives, views.runbook_url, everyone))
+    return [{"name": SLO_GROUP, "rules": found}] if found else []
 
 
 def render(views: views.Views) -> str:
@@ -52,7 +62,8 @@ def render(views: views.Views) -> str:
         loader=jinja2.FileSystemLoader(HERE), undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     env.filters["yaml"] = yaml_scalar
-    text = env.get_template("rules.yaml.j2").render(alerts=views.alerts, selector=views.selector)
+    text = env.get_template("rules.yaml.j2").render(alerts=views.alerts, selector=views.selector,
+                                                    slo_groups=slo_groups(views))
     if yaml.safe_load(text) != rules(views):  # the template's quoting is what it must be
         raise catalog.CatalogError("the rendered rules do not read back as the catalog's alerts")
     return text

@@ -18,7 +18,7 @@ import grafanalib.core as G
 from grafanalib._gen import DashboardEncoder
 from tqmon import catalog
 
-from devtools import views
+from devtools import slos, views
 
 OUTPUT = Path(__file__).resolve().parent / "tqmon.json"
 GRID_WIDTH = 24
@@ -159,7 +159,7 @@ def dashboard(views: views.Views) -> G.Dashboard:
 
 def render(views: views.Views) -> str:
     """The dashboard JSON, byte for byte what is committed for the default settings."""
-    data = dashboard(views).to_json_data()
+    data = dashboard(slos.with_row(views, slos.load(views))).to_json_data()
     return json.dumps(data, sort_keys=True, indent=2, cls=DashboardEncoder) + "\n"
 
 
