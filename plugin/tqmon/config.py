@@ -19,6 +19,10 @@ from . import __version__, contract
 from .configfile import SECRET_MAX_BYTES, ConfigError, check_types, load_yaml, read_bounded, text
 from .configfile import seconds as _seconds
 from .schemas import SCHEMAS
+from .sentineloptions import ENV_NAMES as SENTINEL_ENV_NAMES
+from .sentineloptions import SentinelOptions, is_sentinel_url
+from .sentineloptions import add_arguments as add_sentinel_arguments
+from .sentineloptions import resolve as resolve_sentinel
 
 __all__ = ["Config", "ConfigError", "Target", "build_parser", "load"]
 
@@ -98,6 +102,20 @@ class Config:
     bullmq_prefix: str = "bull"
     bullmq_queues: tuple[str, ...] = ()  # () = the queues connected workers name (CLIENT LIST)
     warnings: tuple[str, ...] = ()
+    sentinel: SentinelOptions | None = None  # set: the master comes from these sentinels
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every password this run holds, for redaction."""
+        found = [self.password, self.sentinel.password if self.sentinel else None]
+        return tuple(s for s in found if s)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the data nodes are reached over TLS."""
+        if self.sentinel is not None:
+            return self.sentinel.tls
+        return any(t.tls for t in self.targets)
 
     @property
     def streams(self) -> tuple[tuple[str, str], ...]:
@@ -108,6 +126,8 @@ class Config:
     @property
     def db(self) -> int:
         """The database the queue's keys live in: the first URL's /N (0 in a cluster)."""
+        if self.sentinel is not None:
+            return self.sentinel.db
         return self.targets[0].db if self.targets else 0
 
 
@@ -129,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-url", metavar="URL", action="append", dest="redis_url",
                    help=f"seed node, repeatable (env {ENV_URL}, comma-separated; "
                    f"default {DEFAULT_URL}); redis:// or rediss://")
+    add_sentinel_arguments(p)
     p.add_argument("--username", metavar="NAME", help="ACL username")
     p.add_argument("--password-file", metavar="PATH", help="file holding the password")
     p.add_argument("--tls-ca-file", metavar="PATH", help="CA bundle to verify the server")
@@ -298,7 +319,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     flags = vars(build_parser().parse_args(argv))
     _check_flags(flags)
-    for name in (ENV_URL, ENV_PASSWORD, ENV_CONFIG):
+    for name in (ENV_URL, ENV_PASSWORD, ENV_CONFIG, *SENTINEL_ENV_NAMES):
         if name in env:
             text(env[name], name)
     config_path = flags.get("config") or env.get(ENV_CONFIG)
@@ -318,7 +339,12 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         urls, source = [DEFAULT_URL], "default"
     if not urls:
         raise ConfigError("no Redis URL given")
-    parsed = [_parse_url(u) for u in urls]
+    sentinel, sentinel_warnings = resolve_sentinel(
+        flags, env, file, urls if source != "default" else [], _read_secret, _as_list)
+    warnings += sentinel_warnings
+    if sentinel is not None:
+        urls = [u for u in urls if not is_sentinel_url(u)]
+    parsed = [_parse_url(u) for u in urls if sentinel is None]
     targets = tuple(dict.fromkeys(t for t, _, _ in parsed))
     url_user = next((u for _, u, _ in parsed if u), None)
     url_password = next((p for _, _, p in parsed if p), None)
@@ -346,7 +372,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                                   "not a regular file")
             tls_files[key] = value
     tls_insecure = pick("tls_insecure", False)
-    if (tls_files or pick("tls_server_name") or tls_insecure) and not any(t.tls for t in targets):
+    uses_tls = sentinel.tls if sentinel else any(t.tls for t in targets)
+    if (tls_files or pick("tls_server_name") or tls_insecure) and not uses_tls:
         raise ConfigError("TLS options are set but no URL uses rediss://")
     if ("tls_cert_file" in tls_files) != ("tls_key_file" in tls_files):
         raise ConfigError("--tls-cert-file and --tls-key-file go together")
@@ -471,6 +498,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         bullmq_prefix=bullmq_prefix,
         bullmq_queues=bullmq_queues,
         warnings=tuple(warnings),
+        sentinel=sentinel,
         **tls_files,
     )
 

@@ -591,7 +591,7 @@ def main(config: Config, captured: Captured, out: TextIO | None = None) -> int:
     counts = {"ok": 0, "warning": 0, "problem": 0}
     for finding in findings(config, captured):
         counts[finding.level] += 1
-        out.write(format_finding(finding, style, config.password))
+        out.write(format_finding(finding, style, config.secrets))
         out.flush()
     summary = (f"{counts['problem']} problem(s), {counts['warning']} warning(s), "
                f"{counts['ok']} ok")
