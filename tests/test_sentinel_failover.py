@@ -39,7 +39,8 @@ def fleet(sentinels):
 def _settled(result, workers) -> bool:
     """Every node up, replicas linked, and every live worker's beat fresh on this master."""
     nodes = result.series("redis_cluster_node_up")
-    return (len(nodes) == 3 and [n["role"] for n in nodes].count("master") == 1 and all(v == 1 for v in result.values("redis_cluster_node_up"))
+    return (len(nodes) == 3 and [n["role"] for n in nodes].count("master") == 1
+            and all(v == 1 for v in result.values("redis_cluster_node_up"))
             and all(v == 1 for v in result.values("redis_cluster_replica_master_link_up"))
             and all(result.values("worker_heartbeat_age_seconds", worker_name=w.name)
                     and result.value("worker_heartbeat_age_seconds", worker_name=w.name) < 1
