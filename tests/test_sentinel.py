@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 import pytest
 from helpers import run_tqmon
@@ -14,6 +15,7 @@ from tqmon import catalog, config
 
 from devtools.sentinels import MASTER_NAME, start_sentinels
 
+ROOT = Path(__file__).resolve().parent.parent
 SENTINEL_METRICS = {m.name for m in catalog.default().metrics.values()
                     if m.collector == "sentinel"}
 
@@ -90,6 +92,34 @@ def test_status_shows_master_and_sentinels(sentinels, fleet):
     doc = json.loads(run_tqmon("status", "--json", *args, env=ENV, check_output=False).stdout)
     assert doc["sentinel"]["master"] == master and doc["sentinel"]["quorum_ok"] is True
     assert [s["up"] for s in doc["sentinel"]["sentinels"]] == [True] * 3
+
+
+def _documented_acl() -> list[str]:
+    """The sentinel user docs/operations.md tells operators to create, as ACL SETUSER words."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("user tqmon on "))
+    return line.split()[1:]
+
+
+def test_documented_sentinel_acl_is_enough(sentinels):
+    words = _documented_acl()
+    words[words.index(">TQMON-SENTINEL-PASSWORD")] = ">doc-acl-pw"
+    for s in sentinels.sentinels:
+        s.client().execute_command("ACL", "SETUSER", *words)
+    env = {"TQMON_SENTINEL_PASSWORD": "doc-acl-pw"}
+    try:
+        result = run_tqmon(*sentinels.args(), "--sentinel-username", "tqmon", env=env,
+                           secret="doc-acl-pw")
+        assert result.returncode == 0 and result.stderr == ""
+        assert result.values("redis_cluster_sentinel_up") == [1, 1, 1]
+        assert result.value("redis_cluster_sentinel_quorum_ok") == 1
+        found = run_tqmon("doctor", *sentinels.args(), "--sentinel-username", "tqmon", env=env,
+                          check_output=False, secret="doc-acl-pw")
+        lines = [x for x in found.stdout.splitlines() if " sentinel " in x]
+        assert lines and all(x.startswith("ok") for x in lines), found.stdout
+    finally:
+        for s in sentinels.sentinels:
+            s.client().execute_command("ACL", "DELUSER", "tqmon")
 
 
 def test_doctor_checks_each_sentinel_agreement_quorum_and_acl(sentinels):
