@@ -22,6 +22,7 @@ from ..config import Config
 from ..parallel import Deadline
 from ..redaction import Secret, redact
 from ..screen import Captured, Style, style_for
+from ..termsafe import clean
 from ..topology import discover
 from . import auth, cluster, keys, reach, sentinel, series, streams, tls
 from .base import Checkup, Finding, warning
@@ -65,10 +66,11 @@ def format_finding(finding: Finding, style: Style, secret: Secret) -> str:
     mark = style.mark(finding.level)
     pad = " " if style.color else " " * (5 - len(mark))
     indent = " " * 14
-    body = textwrap.wrap(redact(finding.text, secret), WIDTH - 14) or [""]
-    lines = [f"{mark}{pad}{finding.topic:<8} {body[0]}", *(indent + b for b in body[1:])]
+    # cleaned before wrapping: key and worker names in a finding come from Redis
+    body = textwrap.wrap(clean(redact(finding.text, secret)), WIDTH - 14) or [""]
+    lines = [f"{mark}{pad}{clean(finding.topic):<8} {body[0]}", *(indent + b for b in body[1:])]
     for fix in finding.fixes:
-        fix = redact(fix, secret)
+        fix = clean(redact(fix, secret))
         if fix.startswith("ACL SETUSER"):
             lines.append(f"{indent}{style.dim('fix:')} {fix}")
         else:
