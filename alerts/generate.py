@@ -67,6 +67,7 @@ def render(views: views.Views) -> str:
     env.filters["yaml"] = yaml_scalar
     records, slo_alerts = slo_groups(views)
     text = env.get_template("rules.yaml.j2").render(alerts=views.alerts, selector=views.selector,
+                                                    runbook=views.runbook_url,
                                                     slo_records=records, slo_alerts=slo_alerts)
     if yaml.safe_load(text) != rules(views):  # the template's quoting is what it must be
         raise catalog.CatalogError("the rendered rules do not read back as the catalog's alerts")

@@ -54,8 +54,8 @@ class Marks:
     numbers the jsonnet expression."""
 
     def __init__(self, params: dict[str, Any], objectives: list[str]) -> None:
-        self.overrides: dict[str, Any] = {"selector": SELECTOR_MARK, "runbook_url": RUNBOOK_MARK,
-                                          "params": {}, "slos": {}}
+        self.overrides: dict[str, Any] = {"selector": SELECTOR_MARK, "params": {}, "slos": {},
+                                          "runbook_base_url": RUNBOOK_MARK}
         self.text: list[tuple[re.Pattern[str], str]] = []  # longest first
         self.numbers: dict[float, str] = {}
         for n, (name, default) in enumerate(sorted(params.items())):
@@ -77,7 +77,7 @@ class Marks:
             self._text(f"{round(mark * 100, 10):g}", f"{key}_objective_percent")
             self._text(f"{round(1 - mark, 10):g}", f"{key}_budget")
         self.text.append((re.compile(re.escape(SELECTOR_MARK.replace("%", "%%"))), "selector"))
-        self.text.append((re.compile(re.escape(RUNBOOK_MARK)), "runbook_url"))
+        self.text.append((re.compile(re.escape(RUNBOOK_MARK)), "runbook_base_url"))
 
     def _text(self, mark: str, key: str) -> None:
         escaped = re.escape(mark.replace("%", "%%"))  # as string() escapes the text first
@@ -179,7 +179,7 @@ def render() -> str:
                                if p["title"].startswith(f"{s.title}: "))
                  for p in dashboard["panels"] if any(p["title"].startswith(t) for t in titles)}
     config = {
-        "selector": defaults.selector, "runbook_url": defaults.runbook_url,
+        "selector": defaults.selector, "runbook_base_url": defaults.runbook_url,
         "params": settings["params"],
         "alerts": {a.name: {"enabled": True, "for": a.for_, "severity": a.severity}
                    for a in defaults.alerts},
@@ -209,7 +209,7 @@ def render() -> str:
     local c = $._config,
     local fmt(x) = std.format('%g', x),
     selector: c.selector,
-    runbook_url: c.runbook_url,
+    runbook_base_url: c.runbook_base_url,
 {slo_format}
   }} + {{
     // a number as Python prints it (the shortest text that reads back the same)

@@ -9,7 +9,7 @@
 {
   _config+:: {
     "selector": "job!=\"\"",
-    "runbook_url": "https://github.com/tqmon/tqmon/blob/main/docs/runbook.md",
+    "runbook_base_url": "docs/runbook.md",
     "params": {
       "replication_lag_seconds": 5,
       "memory_ratio": 0.9,
@@ -26,6 +26,7 @@
       "workers_lost_min": 3,
       "stale_seconds": 300,
       "pending_too_long_seconds": 3600,
+      "failover_window": "10m",
     },
     "alerts": {
       "TqmonAbsent": {
@@ -118,6 +119,21 @@
         "for": "0m",
         "severity": "warning",
       },
+      "SentinelQuorumLost": {
+        "enabled": true,
+        "for": "1m",
+        "severity": "critical",
+      },
+      "SentinelDown": {
+        "enabled": true,
+        "for": "2m",
+        "severity": "warning",
+      },
+      "SentinelFailover": {
+        "enabled": true,
+        "for": "0m",
+        "severity": "warning",
+      },
     },
     "slos": {
       "TaskSuccess": {
@@ -144,7 +160,7 @@
     local c = $._config,
     local fmt(x) = std.format('%g', x),
     selector: c.selector,
-    runbook_url: c.runbook_url,
+    runbook_base_url: c.runbook_base_url,
     slo_TaskSuccess_budget: fmt(1 - c.slos["TaskSuccess"].objective),
     slo_TaskSuccess_budget_percent: fmt((1 - c.slos["TaskSuccess"].objective) * 100),
     slo_TaskSuccess_objective_percent: fmt(c.slos["TaskSuccess"].objective * 100),
@@ -415,7 +431,7 @@
         "annotations": {
           "summary": "No tqmon metrics reach Prometheus.",
           "description": std.format("None of the {{ with query \"count(up == 1)\" }}{{ . | first | value }}{{ else }}0{{ end }} targets this Prometheus scrapes has a series matching tqmon_build_info{%(selector)s}: tqmon does not run, its agent (Telegraf or node_exporter's textfile collector) is not scraped, or the selector is wrong. Every other tqmon alert is blind until this is fixed.", format),
-          "runbook_url": std.format("%(runbook_url)s#tqmonabsent", format),
+          "runbook_url": std.format("%(runbook_base_url)s#tqmonabsent", format),
         },
       }] else [],
           if config.alerts["TqmonCollectorDown"].enabled then [{
@@ -428,7 +444,7 @@
         "annotations": {
           "summary": "A tqmon collector keeps failing.",
           "description": "The {{ $labels.collector }} collector of tqmon on {{ $labels.instance }} keeps failing, so its metrics are missing and the alerts built on them are blind.",
-          "runbook_url": std.format("%(runbook_url)s#tqmoncollectordown", format),
+          "runbook_url": std.format("%(runbook_base_url)s#tqmoncollectordown", format),
         },
       }] else [],
           if config.alerts["TqmonStale"].enabled then [{
@@ -441,7 +457,7 @@
         "annotations": {
           "summary": "An agent serves an old tqmon collection.",
           "description": std.format("The newest tqmon collection that {{ $labels.instance }} (job {{ $labels.job }}) serves ended {{ $value | humanizeDuration }} ago (alert above %(stale_seconds)s s): the timer or the --interval loop that runs tqmon stopped, or hangs, and its last textfile is still served. Every fleet metric from this agent is old.", format),
-          "runbook_url": std.format("%(runbook_url)s#tqmonstale", format),
+          "runbook_url": std.format("%(runbook_base_url)s#tqmonstale", format),
         },
       }] else [],
           if config.alerts["RedisNodeDown"].enabled then [{
@@ -454,7 +470,7 @@
         "annotations": {
           "summary": "A Redis node is down.",
           "description": "tqmon cannot reach Redis node {{ $labels.node_id }} ({{ $labels.role }}) of cluster {{ $labels.cluster_name }}, or the node does not answer INFO within the deadline.",
-          "runbook_url": std.format("%(runbook_url)s#redisnodedown", format),
+          "runbook_url": std.format("%(runbook_base_url)s#redisnodedown", format),
         },
       }] else [],
           if config.alerts["RedisMemoryNearMaxmemory"].enabled then [{
@@ -467,7 +483,7 @@
         "annotations": {
           "summary": "A Redis node is near its maxmemory.",
           "description": std.format("Redis node {{ $labels.node_id }} of cluster {{ $labels.cluster_name }} uses {{ $value | humanizePercentage }} of its maxmemory (alert above %(memory_ratio_percent)s). At the limit Redis evicts keys or refuses writes, depending on its maxmemory-policy.", format),
-          "runbook_url": std.format("%(runbook_url)s#redismemorynearmaxmemory", format),
+          "runbook_url": std.format("%(runbook_base_url)s#redismemorynearmaxmemory", format),
         },
       }] else [],
           if config.alerts["ClusterStateNotOk"].enabled then [{
@@ -480,7 +496,7 @@
         "annotations": {
           "summary": "A Redis node sees the cluster state as fail.",
           "description": "CLUSTER INFO on {{ $labels.node_id }} reports cluster_state:fail for cluster {{ $labels.cluster_name }}: that node refuses queries until the cluster is whole again.",
-          "runbook_url": std.format("%(runbook_url)s#clusterstatenotok", format),
+          "runbook_url": std.format("%(runbook_base_url)s#clusterstatenotok", format),
         },
       }] else [],
           if config.alerts["ClusterSlotsFailing"].enabled then [{
@@ -493,7 +509,7 @@
         "annotations": {
           "summary": "Hash slots of a Redis cluster are failing.",
           "description": "Nodes of cluster {{ $labels.cluster_name }} see {{ $value }} hash slots served by a node in state {{ $labels.state }} (pfail: suspected down; fail: agreed down). Keys in those slots cannot be read or written until a replica takes over.",
-          "runbook_url": std.format("%(runbook_url)s#clusterslotsfailing", format),
+          "runbook_url": std.format("%(runbook_base_url)s#clusterslotsfailing", format),
         },
       }] else [],
           if config.alerts["HighReplicationLag"].enabled then [{
@@ -506,7 +522,7 @@
         "annotations": {
           "summary": "A Redis replica lags behind its master.",
           "description": std.format("Master {{ $labels.master_id }} last heard a replication ACK from replica {{ $labels.replica_id }} {{ $value | humanizeDuration }} ago (alert above %(replication_lag_seconds)s s). A failover now would lose the writes it has not received.", format),
-          "runbook_url": std.format("%(runbook_url)s#highreplicationlag", format),
+          "runbook_url": std.format("%(runbook_base_url)s#highreplicationlag", format),
         },
       }] else [],
           if config.alerts["RedisReplicaLinkDown"].enabled then [{
@@ -519,7 +535,7 @@
         "annotations": {
           "summary": "A Redis replica lost its link to its master.",
           "description": "Replica {{ $labels.replica_id }} reports master_link_status:down towards {{ $labels.master_id }}: it receives no writes. The master stops listing a replica it has lost, so HighReplicationLag cannot fire for it.",
-          "runbook_url": std.format("%(runbook_url)s#redisreplicalinkdown", format),
+          "runbook_url": std.format("%(runbook_base_url)s#redisreplicalinkdown", format),
         },
       }] else [],
           if config.alerts["WorkerDown"].enabled then [{
@@ -532,7 +548,7 @@
         "annotations": {
           "summary": "A worker is down.",
           "description": "Worker {{ $labels.worker_name }} ({{ $labels.worker_id }}) has sent no heartbeat within the heartbeat TTL. A clean shutdown deregisters a worker, so this one died or hangs.",
-          "runbook_url": std.format("%(runbook_url)s#workerdown", format),
+          "runbook_url": std.format("%(runbook_base_url)s#workerdown", format),
         },
       }] else [],
           if config.alerts["WorkersLost"].enabled then [{
@@ -545,7 +561,7 @@
         "annotations": {
           "summary": "A pool lost a large share of its workers at once.",
           "description": std.format("{{ with $labels.pool }}Pool {{ . }}{{ else }}The fleet{{ end }} lost {{ $value | humanizePercentage }} of the workers alive in the last %(workers_lost_window)s ({{ with printf `sum(max without (instance, job, host) (workers_dead{%(selector)s, pool=%%q}))` $labels.pool | query }}{{ . | first | value }}{{ end }} dead now; alert at %(workers_lost_share_percent)s and at least %(workers_lost_min)s workers). A mass death (OOM wave, bad deploy, lost host) takes the fleet's capacity with it; the single WorkerDown warnings are inhibited meanwhile.", format),
-          "runbook_url": std.format("%(runbook_url)s#workerslost", format),
+          "runbook_url": std.format("%(runbook_base_url)s#workerslost", format),
         },
       }] else [],
           if config.alerts["DeadWorkersDetected"].enabled then [{
@@ -558,7 +574,7 @@
         "annotations": {
           "summary": std.format("Workers died in the last %(dead_workers_window)s.", format),
           "description": std.format("tqmon detected {{ $value | humanize }} worker deaths in the last %(dead_workers_window)s.", format),
-          "runbook_url": std.format("%(runbook_url)s#deadworkersdetected", format),
+          "runbook_url": std.format("%(runbook_base_url)s#deadworkersdetected", format),
         },
       }] else [],
           if config.alerts["HighTaskFailureRate"].enabled then [{
@@ -571,7 +587,7 @@
         "annotations": {
           "summary": "Many tasks of a pool fail.",
           "description": std.format("{{ $value | humanizePercentage }} of the tasks the workers of pool {{ $labels.pool }} finished in the last %(failure_window)s failed (alert above %(failure_ratio_percent)s, with at least %(failure_min_tasks)s tasks finished).", format),
-          "runbook_url": std.format("%(runbook_url)s#hightaskfailurerate", format),
+          "runbook_url": std.format("%(runbook_base_url)s#hightaskfailurerate", format),
         },
       }] else [],
           if config.alerts["QueueBacklogGrowing"].enabled then [{
@@ -584,7 +600,7 @@
         "annotations": {
           "summary": "The backlog of a queue keeps growing.",
           "description": std.format("Entries waiting for group {{ $labels.group }} in the {{ $labels.priority }} queue grow by {{ printf \"%%.3g\" $value }} per second over the last %(backlog_window)s: tasks arrive faster than the workers take them.", format),
-          "runbook_url": std.format("%(runbook_url)s#queuebackloggrowing", format),
+          "runbook_url": std.format("%(runbook_base_url)s#queuebackloggrowing", format),
         },
       }] else [],
           if config.alerts["OldestTaskTooOld"].enabled then [{
@@ -597,7 +613,7 @@
         "annotations": {
           "summary": "A task has waited too long in a queue.",
           "description": std.format("The oldest entry not yet delivered to group {{ $labels.group }} in the {{ $labels.priority }} queue is {{ $value | humanizeDuration }} old (alert above %(oldest_task_age_seconds)s s).", format),
-          "runbook_url": std.format("%(runbook_url)s#oldesttasktooold", format),
+          "runbook_url": std.format("%(runbook_base_url)s#oldesttasktooold", format),
         },
       }] else [],
           if config.alerts["OrphanedTasks"].enabled then [{
@@ -610,7 +626,7 @@
         "annotations": {
           "summary": "Tasks are held by dead workers.",
           "description": "{{ $value }} entries of the {{ $labels.priority }} queue (group {{ $labels.group }}) are pending on consumers that are dead workers: nobody will finish or acknowledge them until they are claimed again.",
-          "runbook_url": std.format("%(runbook_url)s#orphanedtasks", format),
+          "runbook_url": std.format("%(runbook_base_url)s#orphanedtasks", format),
         },
       }] else [],
           if config.alerts["TasksPendingTooLong"].enabled then [{
@@ -623,7 +639,7 @@
         "annotations": {
           "summary": "A delivered task has been pending too long.",
           "description": std.format("The oldest entry delivered to group {{ $labels.group }} of the {{ $labels.priority }} queue and not acknowledged was delivered {{ $value | humanizeDuration }} ago (alert above %(pending_too_long_seconds)s s), whoever holds it: a hung task on a worker whose heartbeat thread still beats looks alive.", format),
-          "runbook_url": std.format("%(runbook_url)s#taskspendingtoolong", format),
+          "runbook_url": std.format("%(runbook_base_url)s#taskspendingtoolong", format),
         },
       }] else [],
           if config.alerts["DeadLetteredTasks"].enabled then [{
@@ -636,7 +652,46 @@
         "annotations": {
           "summary": "Tasks were moved to a dead-letter stream.",
           "description": "{{ $value }} entries of the {{ $labels.priority }} queue were requeued --max-redeliveries times and killed their worker again, so tqmon moved them to the dead-letter stream instead of requeueing them once more. They wait for a human.",
-          "runbook_url": std.format("%(runbook_url)s#deadletteredtasks", format),
+          "runbook_url": std.format("%(runbook_base_url)s#deadletteredtasks", format),
+        },
+      }] else [],
+          if config.alerts["SentinelQuorumLost"].enabled then [{
+        "alert": "SentinelQuorumLost",
+        "expr": std.format("max without (instance, job, host) (redis_cluster_sentinel_quorum_ok{%(selector)s}) == 0", format),
+        "for": config.alerts["SentinelQuorumLost"]["for"],
+        "labels": {
+          "severity": config.alerts["SentinelQuorumLost"].severity,
+        },
+        "annotations": {
+          "summary": "Redis Sentinel cannot reach its quorum.",
+          "description": "The sentinels of master {{ $labels.master_name }} (cluster {{ $labels.cluster_name }}) answer SENTINEL CKQUORUM with NOQUORUM: too few of them reach each other to agree that the master is down or to authorise a failover. If the master fails now, no replica is promoted and the queue stops.",
+          "runbook_url": std.format("%(runbook_base_url)s#sentinelquorumlost", format),
+        },
+      }] else [],
+          if config.alerts["SentinelDown"].enabled then [{
+        "alert": "SentinelDown",
+        "expr": std.format("max without (instance, job, host) (redis_cluster_sentinel_up{%(selector)s}) == 0", format),
+        "for": config.alerts["SentinelDown"]["for"],
+        "labels": {
+          "severity": config.alerts["SentinelDown"].severity,
+        },
+        "annotations": {
+          "summary": "A Redis Sentinel is down or refuses tqmon.",
+          "description": "Sentinel {{ $labels.sentinel }} of master {{ $labels.master_name }} (cluster {{ $labels.cluster_name }}) did not answer tqmon in time or did not name the master; redis_cluster_sentinel_failed says why (unreachable, timeout, auth, no_permission, unknown_master). Fewer sentinels up brings the quorum closer to being lost.",
+          "runbook_url": std.format("%(runbook_base_url)s#sentineldown", format),
+        },
+      }] else [],
+          if config.alerts["SentinelFailover"].enabled then [{
+        "alert": "SentinelFailover",
+        "expr": std.format("max by (cluster_name, master_name) (changes(redis_cluster_sentinel_master_config_epoch{%(selector)s}[%(failover_window)s])) > 0", format),
+        "for": config.alerts["SentinelFailover"]["for"],
+        "labels": {
+          "severity": config.alerts["SentinelFailover"].severity,
+        },
+        "annotations": {
+          "summary": "Redis Sentinel failed the master over.",
+          "description": std.format("The sentinels of master {{ $labels.master_name }} (cluster {{ $labels.cluster_name }}) moved it {{ $value }} time(s) in the last %(failover_window)s: from {{ with printf `max by (master_id) (redis_cluster_sentinel_master_info{%(selector)s, cluster_name=%%q, master_name=%%q} offset %(failover_window)s)` $labels.cluster_name $labels.master_name | query }}{{ range . }}{{ .Labels.master_id }} {{ end }}{{ else }}an unknown node {{ end }}to {{ with printf `max by (master_id) (redis_cluster_sentinel_master_info{%(selector)s, cluster_name=%%q, master_name=%%q})` $labels.cluster_name $labels.master_name | query }}{{ range . }}{{ .Labels.master_id }}{{ end }}{{ else }}an unknown node{{ end }}. Writes the old master had not replicated are lost; clients that do not follow Sentinel still write to the old address.", format),
+          "runbook_url": std.format("%(runbook_base_url)s#sentinelfailover", format),
         },
       }] else []
         ]),
@@ -656,7 +711,7 @@
         "annotations": {
           "summary": "The error budget of the task-success SLO burns fast.",
           "description": std.format("The share of failed tasks among the finished ones (pool {{ $labels.pool }}) was {{ $value | humanizePercentage }} over the last 1h, and is above the limit over the last 5m too: more than 14.4 times the %(slo_TaskSuccess_budget_percent)s%% the objective (%(slo_TaskSuccess_objective_percent)s%% over 30d) allows. At this pace the error budget of 30d is spent in 2.08 days.", format),
-          "runbook_url": std.format("%(runbook_url)s#tasksuccesserrorbudgetburn", format),
+          "runbook_url": std.format("%(runbook_base_url)s#tasksuccesserrorbudgetburn", format),
         },
       }] else [],
           if config.slos["TaskSuccess"].enabled then [{
@@ -671,7 +726,7 @@
         "annotations": {
           "summary": "The error budget of the task-success SLO burns fast.",
           "description": std.format("The share of failed tasks among the finished ones (pool {{ $labels.pool }}) was {{ $value | humanizePercentage }} over the last 6h, and is above the limit over the last 30m too: more than 6 times the %(slo_TaskSuccess_budget_percent)s%% the objective (%(slo_TaskSuccess_objective_percent)s%% over 30d) allows. At this pace the error budget of 30d is spent in 5 days.", format),
-          "runbook_url": std.format("%(runbook_url)s#tasksuccesserrorbudgetburn", format),
+          "runbook_url": std.format("%(runbook_base_url)s#tasksuccesserrorbudgetburn", format),
         },
       }] else [],
           if config.slos["TaskSuccess"].enabled then [{
@@ -686,7 +741,7 @@
         "annotations": {
           "summary": "The error budget of the task-success SLO burns steadily.",
           "description": std.format("The share of failed tasks among the finished ones (pool {{ $labels.pool }}) was {{ $value | humanizePercentage }} over the last 3d, and is above the limit over the last 6h too: more than 1 times the %(slo_TaskSuccess_budget_percent)s%% the objective (%(slo_TaskSuccess_objective_percent)s%% over 30d) allows. At this pace the error budget of 30d is spent in 30 days.", format),
-          "runbook_url": std.format("%(runbook_url)s#tasksuccesserrorbudgetburn", format),
+          "runbook_url": std.format("%(runbook_base_url)s#tasksuccesserrorbudgetburn", format),
         },
       }] else [],
           if config.slos["TaskLatency"].enabled then [{
@@ -701,7 +756,7 @@
         "annotations": {
           "summary": "The error budget of the task-latency SLO burns fast.",
           "description": std.format("The share of finished tasks that took longer than 60 s (priority {{ $labels.priority }}) was {{ $value | humanizePercentage }} over the last 1h, and is above the limit over the last 5m too: more than 14.4 times the %(slo_TaskLatency_budget_percent)s%% the objective (%(slo_TaskLatency_objective_percent)s%% over 30d) allows. At this pace the error budget of 30d is spent in 2.08 days.", format),
-          "runbook_url": std.format("%(runbook_url)s#tasklatencyerrorbudgetburn", format),
+          "runbook_url": std.format("%(runbook_base_url)s#tasklatencyerrorbudgetburn", format),
         },
       }] else [],
           if config.slos["TaskLatency"].enabled then [{
@@ -716,7 +771,7 @@
         "annotations": {
           "summary": "The error budget of the task-latency SLO burns fast.",
           "description": std.format("The share of finished tasks that took longer than 60 s (priority {{ $labels.priority }}) was {{ $value | humanizePercentage }} over the last 6h, and is above the limit over the last 30m too: more than 6 times the %(slo_TaskLatency_budget_percent)s%% the objective (%(slo_TaskLatency_objective_percent)s%% over 30d) allows. At this pace the error budget of 30d is spent in 5 days.", format),
-          "runbook_url": std.format("%(runbook_url)s#tasklatencyerrorbudgetburn", format),
+          "runbook_url": std.format("%(runbook_base_url)s#tasklatencyerrorbudgetburn", format),
         },
       }] else [],
           if config.slos["TaskLatency"].enabled then [{
@@ -731,7 +786,7 @@
         "annotations": {
           "summary": "The error budget of the task-latency SLO burns steadily.",
           "description": std.format("The share of finished tasks that took longer than 60 s (priority {{ $labels.priority }}) was {{ $value | humanizePercentage }} over the last 3d, and is above the limit over the last 6h too: more than 1 times the %(slo_TaskLatency_budget_percent)s%% the objective (%(slo_TaskLatency_objective_percent)s%% over 30d) allows. At this pace the error budget of 30d is spent in 30 days.", format),
-          "runbook_url": std.format("%(runbook_url)s#tasklatencyerrorbudgetburn", format),
+          "runbook_url": std.format("%(runbook_base_url)s#tasklatencyerrorbudgetburn", format),
         },
       }] else [],
           if config.slos["QueueFreshness"].enabled then [{
@@ -746,7 +801,7 @@
         "annotations": {
           "summary": "The error budget of the queue-freshness SLO burns fast.",
           "description": std.format("The share of time the oldest waiting task of a consumer group was older than 300 s (priority {{ $labels.priority }}) was {{ $value | humanizePercentage }} over the last 1h, and is above the limit over the last 5m too: more than 14.4 times the %(slo_QueueFreshness_budget_percent)s%% the objective (%(slo_QueueFreshness_objective_percent)s%% over 30d) allows. At this pace the error budget of 30d is spent in 2.08 days.", format),
-          "runbook_url": std.format("%(runbook_url)s#queuefreshnesserrorbudgetburn", format),
+          "runbook_url": std.format("%(runbook_base_url)s#queuefreshnesserrorbudgetburn", format),
         },
       }] else [],
           if config.slos["QueueFreshness"].enabled then [{
@@ -761,7 +816,7 @@
         "annotations": {
           "summary": "The error budget of the queue-freshness SLO burns fast.",
           "description": std.format("The share of time the oldest waiting task of a consumer group was older than 300 s (priority {{ $labels.priority }}) was {{ $value | humanizePercentage }} over the last 6h, and is above the limit over the last 30m too: more than 6 times the %(slo_QueueFreshness_budget_percent)s%% the objective (%(slo_QueueFreshness_objective_percent)s%% over 30d) allows. At this pace the error budget of 30d is spent in 5 days.", format),
-          "runbook_url": std.format("%(runbook_url)s#queuefreshnesserrorbudgetburn", format),
+          "runbook_url": std.format("%(runbook_base_url)s#queuefreshnesserrorbudgetburn", format),
         },
       }] else [],
           if config.slos["QueueFreshness"].enabled then [{
@@ -776,7 +831,7 @@
         "annotations": {
           "summary": "The error budget of the queue-freshness SLO burns steadily.",
           "description": std.format("The share of time the oldest waiting task of a consumer group was older than 300 s (priority {{ $labels.priority }}) was {{ $value | humanizePercentage }} over the last 3d, and is above the limit over the last 6h too: more than 1 times the %(slo_QueueFreshness_budget_percent)s%% the objective (%(slo_QueueFreshness_objective_percent)s%% over 30d) allows. At this pace the error budget of 30d is spent in 30 days.", format),
-          "runbook_url": std.format("%(runbook_url)s#queuefreshnesserrorbudgetburn", format),
+          "runbook_url": std.format("%(runbook_base_url)s#queuefreshnesserrorbudgetburn", format),
         },
       }] else [],
           if config.slos["WorkerAvailability"].enabled then [{
@@ -791,7 +846,7 @@
         "annotations": {
           "summary": "The error budget of the worker-availability SLO burns fast.",
           "description": std.format("The share of registered workers that were dead (worker time) (pool {{ $labels.pool }}) was {{ $value | humanizePercentage }} over the last 1h, and is above the limit over the last 5m too: more than 14.4 times the %(slo_WorkerAvailability_budget_percent)s%% the objective (%(slo_WorkerAvailability_objective_percent)s%% over 30d) allows. At this pace the error budget of 30d is spent in 2.08 days.", format),
-          "runbook_url": std.format("%(runbook_url)s#workeravailabilityerrorbudgetburn", format),
+          "runbook_url": std.format("%(runbook_base_url)s#workeravailabilityerrorbudgetburn", format),
         },
       }] else [],
           if config.slos["WorkerAvailability"].enabled then [{
@@ -806,7 +861,7 @@
         "annotations": {
           "summary": "The error budget of the worker-availability SLO burns fast.",
           "description": std.format("The share of registered workers that were dead (worker time) (pool {{ $labels.pool }}) was {{ $value | humanizePercentage }} over the last 6h, and is above the limit over the last 30m too: more than 6 times the %(slo_WorkerAvailability_budget_percent)s%% the objective (%(slo_WorkerAvailability_objective_percent)s%% over 30d) allows. At this pace the error budget of 30d is spent in 5 days.", format),
-          "runbook_url": std.format("%(runbook_url)s#workeravailabilityerrorbudgetburn", format),
+          "runbook_url": std.format("%(runbook_base_url)s#workeravailabilityerrorbudgetburn", format),
         },
       }] else [],
           if config.slos["WorkerAvailability"].enabled then [{
@@ -821,7 +876,7 @@
         "annotations": {
           "summary": "The error budget of the worker-availability SLO burns steadily.",
           "description": std.format("The share of registered workers that were dead (worker time) (pool {{ $labels.pool }}) was {{ $value | humanizePercentage }} over the last 3d, and is above the limit over the last 6h too: more than 1 times the %(slo_WorkerAvailability_budget_percent)s%% the objective (%(slo_WorkerAvailability_objective_percent)s%% over 30d) allows. At this pace the error budget of 30d is spent in 30 days.", format),
-          "runbook_url": std.format("%(runbook_url)s#workeravailabilityerrorbudgetburn", format),
+          "runbook_url": std.format("%(runbook_base_url)s#workeravailabilityerrorbudgetburn", format),
         },
       }] else []
         ]),
@@ -833,16 +888,12 @@
     local config = $._config,
     local format = $._format,
     'tqmon.json': {
-      "__inputs": [],
       "annotations": {
         "list": [],
       },
       "description": "Generated by dashboards/generate.py from plugin/tqmon/catalog.yaml: edit the catalog, not this dashboard (provisioning overwrites UI changes).",
       "editable": false,
-      "gnetId": null,
       "graphTooltip": 1,
-      "hideControls": false,
-      "id": null,
       "links": [
         {
           "asDropdown": false,
@@ -854,67 +905,35 @@
           "title": "Runbook",
           "tooltip": "What each tqmon alert means and what to do",
           "type": "link",
-          "url": std.format("%(runbook_url)s", format),
+          "url": std.format("%(runbook_base_url)s", format),
         },
       ],
       "panels": std.flattenArrays([
       [{
-          "cacheTimeout": null,
           "collapsed": false,
-          "datasource": null,
-          "description": null,
-          "editable": false,
-          "error": false,
-          "fieldConfig": {
-            "defaults": {
-              "thresholds": {
-                "mode": "absolute",
-                "steps": [],
-              },
-            },
-          },
           "gridPos": {
             "h": 1,
             "w": 24,
             "x": 0,
             "y": 0,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 1,
-          "interval": null,
-          "links": [],
-          "maxDataPoints": 100,
-          "maxPerRow": null,
-          "minSpan": null,
           "panels": [],
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
-          "targets": [],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Overview",
-          "transformations": [],
-          "transparent": false,
           "type": "row",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Redis nodes tqmon reached that answered INFO within the deadline, every cluster selected. Normal: every node you run, masters and replicas. Bad: fewer; Redis nodes down says how many are missing and Node up which.\n\nAlerts: [RedisNodeDown](%(runbook_url)s#redisnodedown) (critical).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Redis nodes tqmon reached that answered INFO within the deadline, every cluster selected. Normal: every node you run, masters and replicas. Bad: fewer; Redis nodes down says how many are missing and Node up which.\n\nAlerts: [RedisNodeDown](%(runbook_base_url)s#redisnodedown) (critical).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -936,14 +955,8 @@
             "x": 0,
             "y": 1,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 2,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -958,9 +971,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -974,36 +984,26 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "",
-              "metric": "",
-              "query": "sum(max without (instance, job, host) (redis_cluster_node_up{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"}))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Redis nodes up",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Redis nodes tqmon cannot reach, or that do not answer INFO within the deadline. Normal: 0. Bad: 1 or more (red); Node up shows which node.\n\nAlerts: [RedisNodeDown](%(runbook_url)s#redisnodedown) (critical).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Redis nodes tqmon cannot reach, or that do not answer INFO within the deadline. Normal: 0. Bad: 1 or more (red); Node up shows which node.\n\nAlerts: [RedisNodeDown](%(runbook_base_url)s#redisnodedown) (critical).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -1029,14 +1029,8 @@
             "x": 3,
             "y": 1,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 3,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -1051,9 +1045,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -1067,36 +1058,26 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "",
-              "metric": "",
-              "query": "count(max without (instance, job, host) (redis_cluster_node_up{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"}) == 0) or vector(0)",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Redis nodes down",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Workers whose heartbeat is within the TTL, every pool counted. Normal: the number you deploy, steady. Bad: a sudden drop: a mass death (OOM wave, bad deploy, lost host).\n\nAlerts: [WorkersLost](%(runbook_url)s#workerslost) (critical).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Workers whose heartbeat is within the TTL, every pool counted. Normal: the number you deploy, steady. Bad: a sudden drop: a mass death (OOM wave, bad deploy, lost host).\n\nAlerts: [WorkersLost](%(runbook_base_url)s#workerslost) (critical).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -1118,14 +1099,8 @@
             "x": 6,
             "y": 1,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 4,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -1140,9 +1115,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -1156,36 +1128,26 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "",
-              "metric": "",
-              "query": "sum(max without (instance, job, host) (workers_alive{job=~\"$job\", instance=~\"$instance\"}))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Workers alive",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Registered workers past the heartbeat TTL, kept until --dead-retention. Normal: 0. Bad: rising: workers die or hang; Workers dead per pool says where.\n\nAlerts: [WorkersLost](%(runbook_url)s#workerslost) (critical).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Registered workers past the heartbeat TTL, kept until --dead-retention. Normal: 0. Bad: rising: workers die or hang; Workers dead per pool says where.\n\nAlerts: [WorkersLost](%(runbook_base_url)s#workerslost) (critical).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -1211,14 +1173,8 @@
             "x": 9,
             "y": 1,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 5,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -1233,9 +1189,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -1249,36 +1202,26 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "",
-              "metric": "",
-              "query": "sum(max without (instance, job, host) (workers_dead{job=~\"$job\", instance=~\"$instance\"}))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Workers dead",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Entries in the queues' streams (XLEN), delivered or not, every priority. Normal: your usual level, coming back to it after bursts. Bad: climbing steadily; Waiting (not yet delivered) tells whether the workers fall behind.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -1300,14 +1243,8 @@
             "x": 12,
             "y": 1,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 6,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -1322,9 +1259,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -1338,36 +1272,26 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "",
-              "metric": "",
-              "query": "sum(max without (instance, job, host) (task_queue_depth{job=~\"$job\", instance=~\"$instance\"}))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Tasks in queues",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Age of the oldest task no worker has taken yet, over every queue and group. Normal: seconds. Bad: above %(oldest_task_age_seconds)s s (red): tasks wait too long; Oldest waiting task age shows which queue.\n\nAlerts: [OldestTaskTooOld](%(runbook_url)s#oldesttasktooold) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Age of the oldest task no worker has taken yet, over every queue and group. Normal: seconds. Bad: above %(oldest_task_age_seconds)s s (red): tasks wait too long; Oldest waiting task age shows which queue.\n\nAlerts: [OldestTaskTooOld](%(runbook_base_url)s#oldesttasktooold) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -1393,14 +1317,8 @@
             "x": 15,
             "y": 1,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 7,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -1415,9 +1333,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -1431,36 +1346,26 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "",
-              "metric": "",
-              "query": "max(task_queue_oldest_waiting_age_seconds{job=~\"$job\", instance=~\"$instance\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Oldest waiting task",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": std.format("Failed / finished tasks over the last %(failure_window)s, every worker with per-worker series together. Normal: near 0. Bad: above %(failure_ratio_percent)s (red). HighTaskFailureRate fires per pool: see Task failure ratio per pool.\n\nNo alert fires on this panel.", format),
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -1486,14 +1391,8 @@
             "x": 18,
             "y": 1,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 8,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -1508,9 +1407,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -1524,36 +1420,26 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "",
-              "metric": "",
-              "query": std.format("sum(max without (instance, job, host) (increase(worker_tasks_failed_total{job=~\"$job\", instance=~\"$instance\"}[%(failure_window)s]))) / (sum(max without (instance, job, host) (increase(worker_tasks_processed_total{job=~\"$job\", instance=~\"$instance\"}[%(failure_window)s]))) > 0)", format),
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Task failure ratio",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("tqmon collectors (nodes, workers, queues) that failed in their last run, every agent counted. Normal: 0. Bad: 1 or more (red): the panels that collector feeds are empty and the alerts on them blind; Collector up says which.\n\nAlerts: [TqmonCollectorDown](%(runbook_url)s#tqmoncollectordown) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("tqmon collectors (nodes, workers, queues) that failed in their last run, every agent counted. Normal: 0. Bad: 1 or more (red): the panels that collector feeds are empty and the alerts on them blind; Collector up says which.\n\nAlerts: [TqmonCollectorDown](%(runbook_base_url)s#tqmoncollectordown) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -1579,14 +1465,8 @@
             "x": 21,
             "y": 1,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 9,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -1601,9 +1481,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -1617,70 +1494,33 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "",
-              "metric": "",
-              "query": "count(tqmon_collector_up{job=~\"$job\", instance=~\"$instance\"} == 0) or vector(0)",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Collectors failing",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }],
       [{
-          "cacheTimeout": null,
           "collapsed": false,
-          "datasource": null,
-          "description": null,
-          "editable": false,
-          "error": false,
-          "fieldConfig": {
-            "defaults": {
-              "thresholds": {
-                "mode": "absolute",
-                "steps": [],
-              },
-            },
-          },
           "gridPos": {
             "h": 1,
             "w": 24,
             "x": 0,
             "y": 5,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 10,
-          "interval": null,
-          "links": [],
-          "maxDataPoints": 100,
-          "maxPerRow": null,
-          "minSpan": null,
           "panels": [],
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
-          "targets": [],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Redis nodes",
-          "transformations": [],
-          "transparent": false,
           "type": "row",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Per Redis node: up (tqmon reached it and it answered INFO in time) or down. Normal: all green. Bad: a red band: the node is down or too slow; in a cluster, check in the Cluster row that a replica took over its slots.\n\nAlerts: [RedisNodeDown](%(runbook_url)s#redisnodedown) (critical).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Per Redis node: up (tqmon reached it and it answered INFO in time) or down. Normal: all green. Bad: a red band: the node is down or too slow; in a cluster, check in the Cluster row that a replica took over its slots.\n\nAlerts: [RedisNodeDown](%(runbook_base_url)s#redisnodedown) (critical).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -1726,14 +1566,8 @@
             "x": 0,
             "y": 6,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 11,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "alignValue": "left",
             "legend": {
@@ -1747,9 +1581,6 @@
               "mode": "single",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -1763,36 +1594,26 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{node_id}} {{role}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (redis_cluster_node_up{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Node up",
           "transformations": [],
           "transparent": false,
           "type": "state-timeline",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Reachable Redis nodes per server version. Normal: one version, two during a rolling upgrade. Bad: a mix that stays after the upgrade.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -1814,14 +1635,8 @@
             "x": 16,
             "y": 6,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 12,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -1836,9 +1651,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -1852,29 +1664,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{redis_version}}",
-              "metric": "",
-              "query": "count by (redis_version) (max without (instance, job, host) (redis_cluster_node_info{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"}))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Nodes by Redis version",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Memory each Redis node allocated (INFO used_memory), and its maxmemory where one is set. Normal: used well below maxmemory, flat or slowly growing. Bad: used approaching maxmemory: Redis then evicts keys or refuses writes, as its maxmemory-policy says.\n\nAlerts: [RedisMemoryNearMaxmemory](%(runbook_url)s#redismemorynearmaxmemory) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Memory each Redis node allocated (INFO used_memory), and its maxmemory where one is set. Normal: used well below maxmemory, flat or slowly growing. Bad: used approaching maxmemory: Redis then evicts keys or refuses writes, as its maxmemory-policy says.\n\nAlerts: [RedisMemoryNearMaxmemory](%(runbook_base_url)s#redismemorynearmaxmemory) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -1883,8 +1686,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -1908,10 +1709,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -1931,14 +1729,8 @@
             "x": 0,
             "y": 14,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 13,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -1950,9 +1742,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -1966,11 +1755,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{node_id}} used",
-              "metric": "",
-              "query": "max without (instance, job, host) (redis_cluster_memory_bytes{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -1984,29 +1769,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{node_id}} maxmemory",
-              "metric": "",
-              "query": "max without (instance, job, host) (redis_cluster_maxmemory_bytes{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"}) > 0",
               "refId": "B",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Memory used and maxmemory",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("used_memory / maxmemory per node; nodes without a maxmemory limit are not shown. Normal: well below %(memory_ratio_percent)s. Bad: above it (red line): evictions or refused writes are near.\n\nAlerts: [RedisMemoryNearMaxmemory](%(runbook_url)s#redismemorynearmaxmemory) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("used_memory / maxmemory per node; nodes without a maxmemory limit are not shown. Normal: well below %(memory_ratio_percent)s. Bad: above it (red line): evictions or refused writes are near.\n\nAlerts: [RedisMemoryNearMaxmemory](%(runbook_base_url)s#redismemorynearmaxmemory) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -2015,8 +1791,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -2040,10 +1814,7 @@
                   "mode": "dashed",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -2067,14 +1838,8 @@
             "x": 12,
             "y": 14,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 14,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -2086,9 +1851,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -2102,29 +1864,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{node_id}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (redis_cluster_memory_bytes{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"}) / (max without (instance, job, host) (redis_cluster_maxmemory_bytes{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"}) > 0)",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Memory used / maxmemory",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Client connections open on each node, replicas excluded. Normal: steady, about your workers and producers times their connection pools. Bad: climbing toward maxclients (rejected connections follow), or falling to near 0 (clients cannot connect).\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -2133,8 +1886,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -2158,10 +1909,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -2181,14 +1929,8 @@
             "x": 0,
             "y": 22,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 15,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -2200,9 +1942,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -2216,29 +1955,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{node_id}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (redis_cluster_connected_clients{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Connected clients",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Commands per second each node processes (INFO instantaneous_ops_per_sec). Normal: follows your traffic. Bad: one node far above the others (a hot key or slot), or 0 while tasks still arrive.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -2247,8 +1977,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -2272,10 +2000,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -2295,14 +2020,8 @@
             "x": 8,
             "y": 22,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 16,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -2314,9 +2033,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -2330,29 +2046,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{node_id}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (redis_cluster_ops_per_sec{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Commands per second",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Per second, keys evicted because of maxmemory and connections rejected because of maxclients. Normal: 0 for both: a task queue must not lose keys. Bad: any eviction (tasks or heartbeats may be gone: raise maxmemory or use noeviction) or rejection (clients fail to connect).\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -2361,8 +2068,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -2386,10 +2091,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -2409,14 +2111,8 @@
             "x": 16,
             "y": 22,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 17,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -2428,9 +2124,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -2444,11 +2137,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{node_id}} evicted",
-              "metric": "",
-              "query": "max without (instance, job, host) (rate(redis_cluster_evicted_keys_total{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"}[$__rate_interval]))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -2462,70 +2151,33 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{node_id}} rejected",
-              "metric": "",
-              "query": "max without (instance, job, host) (rate(redis_cluster_rejected_connections_total{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"}[$__rate_interval]))",
               "refId": "B",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Evicted keys and rejected connections",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "collapsed": false,
-          "datasource": null,
-          "description": null,
-          "editable": false,
-          "error": false,
-          "fieldConfig": {
-            "defaults": {
-              "thresholds": {
-                "mode": "absolute",
-                "steps": [],
-              },
-            },
-          },
           "gridPos": {
             "h": 1,
             "w": 24,
             "x": 0,
             "y": 30,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 18,
-          "interval": null,
-          "links": [],
-          "maxDataPoints": 100,
-          "maxPerRow": null,
-          "minSpan": null,
           "panels": [],
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
-          "targets": [],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Replication",
-          "transformations": [],
-          "transparent": false,
           "type": "row",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Seconds since each master last heard a replication ACK from each replica. Normal: 0 to 1 s. Bad: above %(replication_lag_seconds)s s (red line): a failover now would lose the writes the replica has not received.\n\nAlerts: [HighReplicationLag](%(runbook_url)s#highreplicationlag) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Seconds since each master last heard a replication ACK from each replica. Normal: 0 to 1 s. Bad: above %(replication_lag_seconds)s s (red line): a failover now would lose the writes the replica has not received.\n\nAlerts: [HighReplicationLag](%(runbook_base_url)s#highreplicationlag) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -2534,8 +2186,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -2559,10 +2209,7 @@
                   "mode": "dashed",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -2586,14 +2233,8 @@
             "x": 0,
             "y": 31,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 19,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -2605,9 +2246,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -2621,29 +2259,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{master_id}} -> {{replica_id}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (redis_cluster_replication_lag_seconds{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Replication lag",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Bytes of the master's replication stream each replica has not acknowledged. Normal: near 0, short spikes under write bursts. Bad: growing: the replica or the network cannot keep up.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -2652,8 +2281,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -2677,10 +2304,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -2700,14 +2324,8 @@
             "x": 8,
             "y": 31,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 20,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -2719,9 +2337,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -2735,29 +2350,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{master_id}} -> {{replica_id}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (redis_cluster_replication_offset_lag_bytes{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Replication offset lag",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Per replica: its link to the master up or down (INFO master_link_status). Normal: all up. Bad: down: the replica receives no writes, and its master stops listing it (Replication lag no longer shows it).\n\nAlerts: [RedisReplicaLinkDown](%(runbook_url)s#redisreplicalinkdown) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Per replica: its link to the master up or down (INFO master_link_status). Normal: all up. Bad: down: the replica receives no writes, and its master stops listing it (Replication lag no longer shows it).\n\nAlerts: [RedisReplicaLinkDown](%(runbook_base_url)s#redisreplicalinkdown) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -2803,14 +2409,8 @@
             "x": 16,
             "y": 31,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 21,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "alignValue": "left",
             "legend": {
@@ -2824,9 +2424,6 @@
               "mode": "single",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -2840,70 +2437,33 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{replica_id}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (redis_cluster_replica_master_link_up{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Replica link to master",
           "transformations": [],
           "transparent": false,
           "type": "state-timeline",
         }],
       [{
-          "cacheTimeout": null,
           "collapsed": false,
-          "datasource": null,
-          "description": null,
-          "editable": false,
-          "error": false,
-          "fieldConfig": {
-            "defaults": {
-              "thresholds": {
-                "mode": "absolute",
-                "steps": [],
-              },
-            },
-          },
           "gridPos": {
             "h": 1,
             "w": 24,
             "x": 0,
             "y": 39,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 22,
-          "interval": null,
-          "links": [],
-          "maxDataPoints": 100,
-          "maxPerRow": null,
-          "minSpan": null,
           "panels": [],
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
-          "targets": [],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Cluster",
-          "transformations": [],
-          "transparent": false,
           "type": "row",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Per node: cluster_state ok or fail, as that node sees it (CLUSTER INFO). Normal: all ok. Bad: fail: that node refuses queries until every slot is served again.\n\nAlerts: [ClusterStateNotOk](%(runbook_url)s#clusterstatenotok) (critical).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Per node: cluster_state ok or fail, as that node sees it (CLUSTER INFO). Normal: all ok. Bad: fail: that node refuses queries until every slot is served again.\n\nAlerts: [ClusterStateNotOk](%(runbook_base_url)s#clusterstatenotok) (critical).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -2949,14 +2509,8 @@
             "x": 0,
             "y": 40,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 23,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "alignValue": "left",
             "legend": {
@@ -2970,9 +2524,6 @@
               "mode": "single",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -2986,29 +2537,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{node_id}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (redis_cluster_state_ok{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Cluster state, as each node sees it",
           "transformations": [],
           "transparent": false,
           "type": "state-timeline",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Nodes each node knows of (CLUSTER INFO), itself and handshaking nodes included. Normal: the same number on every node, steady. Bad: nodes disagree, or the number changes without a planned change (a node forgotten, or stuck in handshake).\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -3017,8 +2559,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -3042,10 +2582,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -3065,14 +2602,8 @@
             "x": 12,
             "y": 40,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 24,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -3084,9 +2615,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -3100,29 +2628,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{node_id}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (redis_cluster_known_nodes{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Known nodes",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Hash slots assigned to a node, and slots in state ok, per cluster. Normal: both 16384. Bad: fewer: some slots have no healthy owner (Slots failing).\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -3131,8 +2650,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -3156,10 +2673,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -3179,14 +2693,8 @@
             "x": 0,
             "y": 48,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 25,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -3198,9 +2706,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -3214,29 +2719,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{cluster_name}} {{state}}",
-              "metric": "",
-              "query": "max by (cluster_name, state) (redis_cluster_slots{state=~\"assigned|ok\", job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Slots assigned and ok",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Hash slots served by a node in pfail (suspected down) or fail (agreed down). Normal: 0. Bad: 1 or more (red): keys in those slots cannot be read or written until a replica takes over.\n\nAlerts: [ClusterSlotsFailing](%(runbook_url)s#clusterslotsfailing) (critical).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Hash slots served by a node in pfail (suspected down) or fail (agreed down). Normal: 0. Bad: 1 or more (red): keys in those slots cannot be read or written until a replica takes over.\n\nAlerts: [ClusterSlotsFailing](%(runbook_base_url)s#clusterslotsfailing) (critical).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -3245,8 +2741,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -3270,10 +2764,7 @@
                   "mode": "dashed",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -3297,14 +2788,8 @@
             "x": 12,
             "y": 48,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 26,
-          "interval": null,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -3316,9 +2801,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -3332,70 +2814,583 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{cluster_name}} {{state}}",
-              "metric": "",
-              "query": "max by (cluster_name, state) (redis_cluster_slots{state=~\"pfail|fail\", job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Slots failing (pfail, fail)",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "collapsed": false,
-          "datasource": null,
-          "description": null,
-          "editable": false,
-          "error": false,
-          "fieldConfig": {
-            "defaults": {
-              "thresholds": {
-                "mode": "absolute",
-                "steps": [],
-              },
-            },
-          },
           "gridPos": {
             "h": 1,
             "w": 24,
             "x": 0,
             "y": 56,
           },
-          "height": null,
-          "hideTimeOverride": false,
           "id": 27,
-          "interval": null,
-          "links": [],
-          "maxDataPoints": 100,
-          "maxPerRow": null,
-          "minSpan": null,
           "panels": [],
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
-          "targets": [],
-          "timeFrom": null,
-          "timeShift": null,
-          "title": "Pools",
-          "transformations": [],
-          "transparent": false,
+          "title": "Sentinel",
           "type": "row",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Workers whose heartbeat is within the TTL, per pool (a group of interchangeable workers); every worker counts, however large the fleet. Normal: each pool at its deployed size. Bad: a pool dropping at once: losing %(workers_lost_share_percent)s of it within %(workers_lost_window)s pages.\n\nAlerts: [WorkersLost](%(runbook_url)s#workerslost) (critical).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Sentinels that answered tqmon and named the master, every configured sentinel counted (--sentinel). Normal: all you run (3 or 5). Bad: fewer: a failover needs a majority of them; Sentinel up says which is down.\n\nAlerts: [SentinelDown](%(runbook_base_url)s#sentineldown) (warning).", format),
+          "fieldConfig": {
+            "defaults": {
+              "color": {
+                "mode": "thresholds",
+              },
+              "custom": {},
+              "mappings": [],
+              "noValue": "Sentinel not used (tqmon reads --redis-url)",
+              "thresholds": {
+                "mode": "absolute",
+                "steps": [
+                  {
+                    "color": "text",
+                    "value": null,
+                  },
+                ],
+              },
+              "unit": "short",
+            },
+            "overrides": [],
+          },
+          "gridPos": {
+            "h": 4,
+            "w": 3,
+            "x": 0,
+            "y": 57,
+          },
+          "id": 28,
+          "links": [],
+          "options": {
+            "colorMode": "value",
+            "graphMode": "area",
+            "justifyMode": "auto",
+            "orientation": "auto",
+            "reduceOptions": {
+              "calcs": [
+                "lastNotNull",
+              ],
+              "fields": "",
+              "values": false,
+            },
+            "textMode": "auto",
+          },
+          "targets": [
+            {
+              "datasource": {
+                "type": "prometheus",
+                "uid": "${datasource}",
+              },
+              "expr": "sum(max without (instance, job, host) (redis_cluster_sentinel_up{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"}))",
+              "format": "time_series",
+              "hide": false,
+              "instant": false,
+              "interval": "",
+              "intervalFactor": 1,
+              "legendFormat": "",
+              "refId": "A",
+            },
+          ],
+          "title": "Sentinels up",
+          "transformations": [],
+          "transparent": false,
+          "type": "stat",
+        }],
+      [{
+          "datasource": {
+            "type": "prometheus",
+            "uid": "${datasource}",
+          },
+          "description": "Sentinels that name the master tqmon follows (the majority's). Normal: as many as are up. Bad: fewer: sentinels disagree on the master (a partition, or a failover in progress); tqmon follows the majority.\n\nNo alert fires on this panel.",
+          "fieldConfig": {
+            "defaults": {
+              "color": {
+                "mode": "thresholds",
+              },
+              "custom": {},
+              "mappings": [],
+              "noValue": "Sentinel not used (tqmon reads --redis-url)",
+              "thresholds": {
+                "mode": "absolute",
+                "steps": [
+                  {
+                    "color": "text",
+                    "value": null,
+                  },
+                ],
+              },
+              "unit": "short",
+            },
+            "overrides": [],
+          },
+          "gridPos": {
+            "h": 4,
+            "w": 3,
+            "x": 3,
+            "y": 57,
+          },
+          "id": 29,
+          "links": [],
+          "options": {
+            "colorMode": "value",
+            "graphMode": "area",
+            "justifyMode": "auto",
+            "orientation": "auto",
+            "reduceOptions": {
+              "calcs": [
+                "lastNotNull",
+              ],
+              "fields": "",
+              "values": false,
+            },
+            "textMode": "auto",
+          },
+          "targets": [
+            {
+              "datasource": {
+                "type": "prometheus",
+                "uid": "${datasource}",
+              },
+              "expr": "min(max without (instance, job, host) (redis_cluster_sentinels_agreeing{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"}))",
+              "format": "time_series",
+              "hide": false,
+              "instant": false,
+              "interval": "",
+              "intervalFactor": 1,
+              "legendFormat": "",
+              "refId": "A",
+            },
+          ],
+          "title": "Sentinels agreeing",
+          "transformations": [],
+          "transparent": false,
+          "type": "stat",
+        }],
+      [{
+          "datasource": {
+            "type": "prometheus",
+            "uid": "${datasource}",
+          },
+          "description": "Sentinels monitoring the master: those tqmon asked and the others they know of. Normal: the number you run. Bad: more than you configured (--sentinel): tqmon does not ask them all, so add them; fewer: a sentinel lost touch with the others.\n\nNo alert fires on this panel.",
+          "fieldConfig": {
+            "defaults": {
+              "color": {
+                "mode": "thresholds",
+              },
+              "custom": {},
+              "mappings": [],
+              "noValue": "Sentinel not used (tqmon reads --redis-url)",
+              "thresholds": {
+                "mode": "absolute",
+                "steps": [
+                  {
+                    "color": "text",
+                    "value": null,
+                  },
+                ],
+              },
+              "unit": "short",
+            },
+            "overrides": [],
+          },
+          "gridPos": {
+            "h": 4,
+            "w": 3,
+            "x": 6,
+            "y": 57,
+          },
+          "id": 30,
+          "links": [],
+          "options": {
+            "colorMode": "value",
+            "graphMode": "area",
+            "justifyMode": "auto",
+            "orientation": "auto",
+            "reduceOptions": {
+              "calcs": [
+                "lastNotNull",
+              ],
+              "fields": "",
+              "values": false,
+            },
+            "textMode": "auto",
+          },
+          "targets": [
+            {
+              "datasource": {
+                "type": "prometheus",
+                "uid": "${datasource}",
+              },
+              "expr": "max(max without (instance, job, host) (redis_cluster_sentinels_known{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"}))",
+              "format": "time_series",
+              "hide": false,
+              "instant": false,
+              "interval": "",
+              "intervalFactor": 1,
+              "legendFormat": "",
+              "refId": "A",
+            },
+          ],
+          "title": "Sentinels known",
+          "transformations": [],
+          "transparent": false,
+          "type": "stat",
+        }],
+      [{
+          "datasource": {
+            "type": "prometheus",
+            "uid": "${datasource}",
+          },
+          "description": std.format("Whether the sentinels can reach their quorum and authorise a failover (SENTINEL CKQUORUM). Normal: ok. Bad: fail (red): the master fails with no one to promote a replica.\n\nAlerts: [SentinelQuorumLost](%(runbook_base_url)s#sentinelquorumlost) (critical).", format),
+          "fieldConfig": {
+            "defaults": {
+              "color": {
+                "mode": "thresholds",
+              },
+              "custom": {},
+              "mappings": [
+                {
+                  "options": {
+                    "0": {
+                      "color": "red",
+                      "index": 0,
+                      "text": "fail",
+                    },
+                    "1": {
+                      "color": "green",
+                      "index": 1,
+                      "text": "ok",
+                    },
+                  },
+                  "type": "value",
+                },
+              ],
+              "noValue": "Sentinel not used (tqmon reads --redis-url)",
+              "thresholds": {
+                "mode": "absolute",
+                "steps": [
+                  {
+                    "color": "green",
+                    "value": null,
+                  },
+                  {
+                    "color": "red",
+                    "value": 0.0,
+                  },
+                  {
+                    "color": "green",
+                    "value": 1.0,
+                  },
+                ],
+              },
+              "unit": "short",
+            },
+            "overrides": [],
+          },
+          "gridPos": {
+            "h": 4,
+            "w": 3,
+            "x": 9,
+            "y": 57,
+          },
+          "id": 31,
+          "links": [],
+          "options": {
+            "colorMode": "value",
+            "graphMode": "area",
+            "justifyMode": "auto",
+            "orientation": "auto",
+            "reduceOptions": {
+              "calcs": [
+                "lastNotNull",
+              ],
+              "fields": "",
+              "values": false,
+            },
+            "textMode": "auto",
+          },
+          "targets": [
+            {
+              "datasource": {
+                "type": "prometheus",
+                "uid": "${datasource}",
+              },
+              "expr": "min(max without (instance, job, host) (redis_cluster_sentinel_quorum_ok{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"}))",
+              "format": "time_series",
+              "hide": false,
+              "instant": false,
+              "interval": "",
+              "intervalFactor": 1,
+              "legendFormat": "",
+              "refId": "A",
+            },
+          ],
+          "title": "Quorum",
+          "transformations": [],
+          "transparent": false,
+          "type": "stat",
+        }],
+      [{
+          "datasource": {
+            "type": "prometheus",
+            "uid": "${datasource}",
+          },
+          "description": std.format("The master's config epoch: it rises by one with every failover. Normal: flat. Bad: a step: a failover; Master shows which node took over.\n\nAlerts: [SentinelFailover](%(runbook_base_url)s#sentinelfailover) (warning).", format),
+          "fieldConfig": {
+            "defaults": {
+              "color": {
+                "mode": "thresholds",
+              },
+              "custom": {},
+              "mappings": [],
+              "noValue": "Sentinel not used (tqmon reads --redis-url)",
+              "thresholds": {
+                "mode": "absolute",
+                "steps": [
+                  {
+                    "color": "text",
+                    "value": null,
+                  },
+                ],
+              },
+              "unit": "short",
+            },
+            "overrides": [],
+          },
+          "gridPos": {
+            "h": 4,
+            "w": 3,
+            "x": 12,
+            "y": 57,
+          },
+          "id": 32,
+          "links": [],
+          "options": {
+            "colorMode": "value",
+            "graphMode": "area",
+            "justifyMode": "auto",
+            "orientation": "auto",
+            "reduceOptions": {
+              "calcs": [
+                "lastNotNull",
+              ],
+              "fields": "",
+              "values": false,
+            },
+            "textMode": "auto",
+          },
+          "targets": [
+            {
+              "datasource": {
+                "type": "prometheus",
+                "uid": "${datasource}",
+              },
+              "expr": "max(max without (instance, job, host) (redis_cluster_sentinel_master_config_epoch{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"}))",
+              "format": "time_series",
+              "hide": false,
+              "instant": false,
+              "interval": "",
+              "intervalFactor": 1,
+              "legendFormat": "",
+              "refId": "A",
+            },
+          ],
+          "title": "Config epoch",
+          "transformations": [],
+          "transparent": false,
+          "type": "stat",
+        }],
+      [{
+          "datasource": {
+            "type": "prometheus",
+            "uid": "${datasource}",
+          },
+          "description": std.format("Per sentinel: up (answered in time and named the master) or down. Normal: all green. Bad: a red band: that sentinel is down, slow, or refuses tqmon; Sentinel failures says why.\n\nAlerts: [SentinelDown](%(runbook_base_url)s#sentineldown) (warning).", format),
+          "fieldConfig": {
+            "defaults": {
+              "color": {
+                "mode": "thresholds",
+              },
+              "custom": {
+                "fillOpacity": 70,
+                "lineWidth": 0,
+              },
+              "mappings": [
+                {
+                  "options": {
+                    "0": {
+                      "color": "red",
+                      "index": 0,
+                      "text": "down",
+                    },
+                    "1": {
+                      "color": "green",
+                      "index": 1,
+                      "text": "up",
+                    },
+                  },
+                  "type": "value",
+                },
+              ],
+              "noValue": "Sentinel not used (tqmon reads --redis-url)",
+              "thresholds": {
+                "mode": "absolute",
+                "steps": [
+                  {
+                    "color": "text",
+                    "value": null,
+                  },
+                ],
+              },
+              "unit": "short",
+            },
+            "overrides": [],
+          },
+          "gridPos": {
+            "h": 8,
+            "w": 12,
+            "x": 0,
+            "y": 61,
+          },
+          "id": 33,
+          "links": [],
+          "options": {
+            "alignValue": "left",
+            "legend": {
+              "displayMode": "list",
+              "placement": "bottom",
+            },
+            "mergeValues": true,
+            "rowHeight": 0.9,
+            "showValue": "auto",
+            "tooltip": {
+              "mode": "single",
+            },
+          },
+          "targets": [
+            {
+              "datasource": {
+                "type": "prometheus",
+                "uid": "${datasource}",
+              },
+              "expr": "max without (instance, job, host) (redis_cluster_sentinel_up{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"})",
+              "format": "time_series",
+              "hide": false,
+              "instant": false,
+              "interval": "",
+              "intervalFactor": 1,
+              "legendFormat": "{{sentinel}}",
+              "refId": "A",
+            },
+          ],
+          "title": "Sentinel up",
+          "transformations": [],
+          "transparent": false,
+          "type": "state-timeline",
+        }],
+      [{
+          "datasource": {
+            "type": "prometheus",
+            "uid": "${datasource}",
+          },
+          "description": "The node the sentinels' majority names as master, over time. Normal: one band. Bad: a change of band: a failover (SentinelFailover), expected only in maintenance.\n\nNo alert fires on this panel.",
+          "fieldConfig": {
+            "defaults": {
+              "color": {
+                "mode": "thresholds",
+              },
+              "custom": {
+                "fillOpacity": 70,
+                "lineWidth": 0,
+              },
+              "mappings": [
+                {
+                  "options": {
+                    "0": {
+                      "color": "red",
+                      "index": 0,
+                      "text": "down",
+                    },
+                    "1": {
+                      "color": "green",
+                      "index": 1,
+                      "text": "up",
+                    },
+                  },
+                  "type": "value",
+                },
+              ],
+              "noValue": "Sentinel not used (tqmon reads --redis-url)",
+              "thresholds": {
+                "mode": "absolute",
+                "steps": [
+                  {
+                    "color": "text",
+                    "value": null,
+                  },
+                ],
+              },
+              "unit": "short",
+            },
+            "overrides": [],
+          },
+          "gridPos": {
+            "h": 8,
+            "w": 12,
+            "x": 12,
+            "y": 61,
+          },
+          "id": 34,
+          "links": [],
+          "options": {
+            "alignValue": "left",
+            "legend": {
+              "displayMode": "list",
+              "placement": "bottom",
+            },
+            "mergeValues": true,
+            "rowHeight": 0.9,
+            "showValue": "auto",
+            "tooltip": {
+              "mode": "single",
+            },
+          },
+          "targets": [
+            {
+              "datasource": {
+                "type": "prometheus",
+                "uid": "${datasource}",
+              },
+              "expr": "max without (instance, job, host) (redis_cluster_sentinel_master_info{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"})",
+              "format": "time_series",
+              "hide": false,
+              "instant": false,
+              "interval": "",
+              "intervalFactor": 1,
+              "legendFormat": "{{master_name}} {{master_id}}",
+              "refId": "A",
+            },
+          ],
+          "title": "Master",
+          "transformations": [],
+          "transparent": false,
+          "type": "state-timeline",
+        }],
+      [{
+          "datasource": {
+            "type": "prometheus",
+            "uid": "${datasource}",
+          },
+          "description": "Per sentinel that is not up, why: unreachable, timeout, auth (wrong password), no_permission (its ACL), unknown_master (wrong --sentinel-master), error. Normal: empty. Bad: any band; auth, no_permission and unknown_master are tqmon's set-up.\n\nNo alert fires on this panel.",
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -3404,8 +3399,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -3429,10 +3422,112 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
+              "noValue": "Sentinel not used (tqmon reads --redis-url)",
+              "thresholds": {
+                "mode": "absolute",
+                "steps": [
+                  {
+                    "color": "text",
+                    "value": null,
+                  },
+                ],
+              },
+              "unit": "short",
+            },
+            "overrides": [],
+          },
+          "gridPos": {
+            "h": 8,
+            "w": 24,
+            "x": 0,
+            "y": 69,
+          },
+          "id": 35,
+          "links": [],
+          "options": {
+            "legend": {
+              "calcs": [],
+              "displayMode": "list",
+              "placement": "bottom",
+            },
+            "tooltip": {
+              "mode": "multi",
+              "sort": "desc",
+            },
+          },
+          "targets": [
+            {
+              "datasource": {
+                "type": "prometheus",
+                "uid": "${datasource}",
+              },
+              "expr": "max without (instance, job, host) (redis_cluster_sentinel_failed{job=~\"$job\", instance=~\"$instance\", cluster_name=~\"$cluster_name\"})",
+              "format": "time_series",
+              "hide": false,
+              "instant": false,
+              "interval": "",
+              "intervalFactor": 1,
+              "legendFormat": "{{sentinel}} {{reason}}",
+              "refId": "A",
+            },
+          ],
+          "title": "Sentinel failures",
+          "transformations": [],
+          "transparent": false,
+          "type": "timeseries",
+        }],
+      [{
+          "collapsed": false,
+          "gridPos": {
+            "h": 1,
+            "w": 24,
+            "x": 0,
+            "y": 77,
+          },
+          "id": 36,
+          "panels": [],
+          "title": "Pools",
+          "type": "row",
+        }],
+      [{
+          "datasource": {
+            "type": "prometheus",
+            "uid": "${datasource}",
+          },
+          "description": std.format("Workers whose heartbeat is within the TTL, per pool (a group of interchangeable workers); every worker counts, however large the fleet. Normal: each pool at its deployed size. Bad: a pool dropping at once: losing %(workers_lost_share_percent)s of it within %(workers_lost_window)s pages.\n\nAlerts: [WorkersLost](%(runbook_base_url)s#workerslost) (critical).", format),
+          "fieldConfig": {
+            "defaults": {
+              "color": {
+                "mode": "palette-classic",
+              },
+              "custom": {
+                "axisLabel": "",
+                "axisPlacement": "auto",
+                "barAlignment": 0,
+                "drawStyle": "line",
+                "fillOpacity": 0,
+                "gradientMode": "none",
+                "hideFrom": {
+                  "legend": false,
+                  "tooltip": false,
+                  "viz": false,
+                },
+                "lineInterpolation": "linear",
+                "lineWidth": 1,
+                "pointSize": 5,
+                "scaleDistribution": {
+                  "log": 2,
+                  "type": "linear",
+                },
+                "showPoints": "auto",
+                "spanNulls": false,
+                "stacking": {},
+                "thresholdsStyle": {
+                  "mode": "off",
+                },
+              },
+              "mappings": [],
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -3450,16 +3545,10 @@
             "h": 8,
             "w": 8,
             "x": 0,
-            "y": 57,
+            "y": 78,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 28,
-          "interval": null,
+          "id": 37,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -3471,9 +3560,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -3487,29 +3573,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{pool}}",
-              "metric": "",
-              "query": "sum by (pool) (max without (instance, job, host) (workers_alive{job=~\"$job\", instance=~\"$instance\"}))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Workers alive per pool",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Workers past the heartbeat TTL per pool, kept until --dead-retention. Normal: 0. Bad: a jump in one pool: a mass death (OOM wave, bad deploy, lost host).\n\nAlerts: [WorkersLost](%(runbook_url)s#workerslost) (critical).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Workers past the heartbeat TTL per pool, kept until --dead-retention. Normal: 0. Bad: a jump in one pool: a mass death (OOM wave, bad deploy, lost host).\n\nAlerts: [WorkersLost](%(runbook_base_url)s#workerslost) (critical).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -3518,8 +3595,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -3543,10 +3618,7 @@
                   "mode": "dashed",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -3568,16 +3640,10 @@
             "h": 8,
             "w": 8,
             "x": 8,
-            "y": 57,
+            "y": 78,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 29,
-          "interval": null,
+          "id": 38,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -3589,9 +3655,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -3605,29 +3668,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{pool}}",
-              "metric": "",
-              "query": "sum by (pool) (max without (instance, job, host) (workers_dead{job=~\"$job\", instance=~\"$instance\"}))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Workers dead per pool",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Share of each pool's alive workers processing a task now. Normal: below 100%, with headroom for bursts. Bad: 100% for long (the pool is saturated and queues grow), or near 0 while tasks wait (workers stuck or not reading the queue).\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -3636,8 +3690,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -3661,10 +3713,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -3682,16 +3731,10 @@
             "h": 8,
             "w": 8,
             "x": 16,
-            "y": 57,
+            "y": 78,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 30,
-          "interval": null,
+          "id": 39,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -3703,9 +3746,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -3719,29 +3759,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{pool}}",
-              "metric": "",
-              "query": "sum by (pool) (max without (instance, job, host) (worker_pool_busy{job=~\"$job\", instance=~\"$instance\"})) / (sum by (pool) (max without (instance, job, host) (workers_alive{job=~\"$job\", instance=~\"$instance\"})) > 0)",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Busy workers per pool",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Tasks each pool finishes per second, failed ones included (counters kept in Redis; native schema). Normal: follows your traffic. Bad: 0 while tasks wait in the queues.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -3750,8 +3781,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -3775,10 +3804,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -3796,16 +3822,10 @@
             "h": 8,
             "w": 8,
             "x": 0,
-            "y": 65,
+            "y": 86,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 31,
-          "interval": null,
+          "id": 40,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -3817,9 +3837,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -3833,29 +3850,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{pool}}",
-              "metric": "",
-              "query": "sum by (pool) (max without (instance, job, host) (rate(worker_pool_tasks_processed_total{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval])))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Tasks finished per pool",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Failed / finished tasks per pool. Normal: near 0. Bad: above %(failure_ratio_percent)s (red line); the alert fires when that holds over %(failure_window)s with at least %(failure_min_tasks)s tasks finished.\n\nAlerts: [HighTaskFailureRate](%(runbook_url)s#hightaskfailurerate) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Failed / finished tasks per pool. Normal: near 0. Bad: above %(failure_ratio_percent)s (red line); the alert fires when that holds over %(failure_window)s with at least %(failure_min_tasks)s tasks finished.\n\nAlerts: [HighTaskFailureRate](%(runbook_base_url)s#hightaskfailurerate) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -3864,8 +3872,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -3889,10 +3895,7 @@
                   "mode": "dashed",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -3914,16 +3917,10 @@
             "h": 8,
             "w": 8,
             "x": 8,
-            "y": 65,
+            "y": 86,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 32,
-          "interval": null,
+          "id": 41,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -3935,9 +3932,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -3951,70 +3945,33 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{pool}}",
-              "metric": "",
-              "query": "sum by (pool) (max without (instance, job, host) (rate(worker_pool_tasks_failed_total{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval]))) / (sum by (pool) (max without (instance, job, host) (rate(worker_pool_tasks_processed_total{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval]))) > 0)",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Task failure ratio per pool",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "collapsed": false,
-          "datasource": null,
-          "description": null,
-          "editable": false,
-          "error": false,
-          "fieldConfig": {
-            "defaults": {
-              "thresholds": {
-                "mode": "absolute",
-                "steps": [],
-              },
-            },
-          },
           "gridPos": {
             "h": 1,
             "w": 24,
             "x": 0,
-            "y": 73,
+            "y": 94,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 33,
-          "interval": null,
-          "links": [],
-          "maxDataPoints": 100,
-          "maxPerRow": null,
-          "minSpan": null,
+          "id": 42,
           "panels": [],
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
-          "targets": [],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Workers",
-          "transformations": [],
-          "transparent": false,
           "type": "row",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Per worker: up (heartbeat within the TTL) or down; at most --max-worker-series workers (default 1000, dead ones first), the Pools row counts everyone. Normal: all green. Bad: a red band: the worker died or hangs (a clean shutdown deregisters it).\n\nAlerts: [WorkerDown](%(runbook_url)s#workerdown) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Per worker: up (heartbeat within the TTL) or down; at most --max-worker-series workers (default 1000, dead ones first), the Pools row counts everyone. Normal: all green. Bad: a red band: the worker died or hangs (a clean shutdown deregisters it).\n\nAlerts: [WorkerDown](%(runbook_base_url)s#workerdown) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -4058,16 +4015,10 @@
             "h": 8,
             "w": 12,
             "x": 0,
-            "y": 74,
+            "y": 95,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 34,
-          "interval": null,
+          "id": 43,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "alignValue": "left",
             "legend": {
@@ -4081,9 +4032,6 @@
               "mode": "single",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -4097,29 +4045,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{worker_name}} {{worker_id}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (worker_up{job=~\"$job\", instance=~\"$instance\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Worker up",
           "transformations": [],
           "transparent": false,
           "type": "state-timeline",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Per alive worker: idle or processing a task; at most --max-worker-series workers. Normal: a mix that follows the traffic. Bad: processing for very long (a hung task: compare Oldest pending task idle time), or all idle while tasks wait.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -4163,16 +4102,10 @@
             "h": 8,
             "w": 12,
             "x": 12,
-            "y": 74,
+            "y": 95,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 35,
-          "interval": null,
+          "id": 44,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "alignValue": "left",
             "legend": {
@@ -4186,9 +4119,6 @@
               "mode": "single",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -4202,29 +4132,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{worker_name}} {{worker_id}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (worker_current_status{job=~\"$job\", instance=~\"$instance\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Worker status",
           "transformations": [],
           "transparent": false,
           "type": "state-timeline",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Tasks finished and failed per second, every worker with per-worker series together. Normal: failed a small fraction of finished. Bad: failed close to finished, or finished at 0 while tasks wait.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -4233,8 +4154,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -4258,10 +4177,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -4279,16 +4195,10 @@
             "h": 8,
             "w": 8,
             "x": 0,
-            "y": 82,
+            "y": 103,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 36,
-          "interval": null,
+          "id": 45,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -4300,9 +4210,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -4316,11 +4223,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "finished",
-              "metric": "",
-              "query": "sum(max without (instance, job, host) (rate(worker_tasks_processed_total{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval])))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -4334,29 +4237,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "failed",
-              "metric": "",
-              "query": "sum(max without (instance, job, host) (rate(worker_tasks_failed_total{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval])))",
               "refId": "B",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Tasks finished and failed",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Tasks each worker finishes per second; at most --max-worker-series workers (default 1000, dead ones first). Normal: the workers of a pool close to each other. Bad: one worker at 0 while its peers work (stuck).\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -4365,8 +4259,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -4390,10 +4282,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -4411,16 +4300,10 @@
             "h": 8,
             "w": 8,
             "x": 8,
-            "y": 82,
+            "y": 103,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 37,
-          "interval": null,
+          "id": 46,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -4432,9 +4315,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -4448,29 +4328,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{worker_name}}",
-              "metric": "",
-              "query": "sum by (worker_name) (max without (instance, job, host) (rate(worker_tasks_processed_total{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval])))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Tasks finished per worker",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Tasks each worker fails per second; at most --max-worker-series workers (default 1000, dead ones first). Normal: near 0. Bad: failures on one worker (its host or its deploy), or on all of them (a bad task or a dependency down).\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -4479,8 +4350,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -4504,10 +4373,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -4525,16 +4391,10 @@
             "h": 8,
             "w": 8,
             "x": 16,
-            "y": 82,
+            "y": 103,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 38,
-          "interval": null,
+          "id": 47,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -4546,9 +4406,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -4562,29 +4419,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{worker_name}}",
-              "metric": "",
-              "query": "sum by (worker_name) (max without (instance, job, host) (rate(worker_tasks_failed_total{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval])))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Tasks failed per worker",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Workers alive and dead, every pool together. Normal: alive steady, dead 0. Bad: alive falling while dead rises: workers are dying.\n\nAlerts: [WorkersLost](%(runbook_url)s#workerslost) (critical).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Workers alive and dead, every pool together. Normal: alive steady, dead 0. Bad: alive falling while dead rises: workers are dying.\n\nAlerts: [WorkersLost](%(runbook_base_url)s#workerslost) (critical).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -4593,8 +4441,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -4618,10 +4464,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -4639,16 +4482,10 @@
             "h": 8,
             "w": 8,
             "x": 0,
-            "y": 90,
+            "y": 111,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 39,
-          "interval": null,
+          "id": 48,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -4660,9 +4497,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -4676,11 +4510,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "alive",
-              "metric": "",
-              "query": "sum(max without (instance, job, host) (workers_alive{job=~\"$job\", instance=~\"$instance\"}))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -4694,29 +4524,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "dead",
-              "metric": "",
-              "query": "sum(max without (instance, job, host) (workers_dead{job=~\"$job\", instance=~\"$instance\"}))",
               "refId": "B",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Workers alive and dead",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Seconds since each worker registered; at most --max-worker-series workers (default 1000, dead ones first). Normal: rising steadily, reset by deploys. Bad: a sawtooth: workers restart again and again (crash loop, OOM kills).\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -4725,8 +4546,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -4750,10 +4569,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -4771,16 +4587,10 @@
             "h": 8,
             "w": 8,
             "x": 8,
-            "y": 90,
+            "y": 111,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 40,
-          "interval": null,
+          "id": 49,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -4792,9 +4602,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -4808,29 +4615,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{worker_name}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (worker_uptime_seconds{job=~\"$job\", instance=~\"$instance\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Worker uptime",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Seconds since each worker's last heartbeat; at most --max-worker-series workers (default 1000, dead ones first). Normal: below the heartbeat interval. Bad: growing past the TTL: the worker is dead or hangs, Worker up turns red and WorkerDown fires.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -4839,8 +4637,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -4864,10 +4660,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -4885,16 +4678,10 @@
             "h": 8,
             "w": 8,
             "x": 16,
-            "y": 90,
+            "y": 111,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 41,
-          "interval": null,
+          "id": 50,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -4906,9 +4693,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -4922,29 +4706,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{worker_name}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (worker_heartbeat_age_seconds{job=~\"$job\", instance=~\"$instance\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Heartbeat age",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Per interval: worker deaths detected (each counted once, however many agents run), tasks of dead workers put back on their queue, and tasks moved to a dead-letter stream after --max-redeliveries requeues. Normal: 0. Bad: deaths; dead-lettered tasks wait for a human (Dead-lettered tasks waiting).\n\nAlerts: [DeadWorkersDetected](%(runbook_url)s#deadworkersdetected) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Per interval: worker deaths detected (each counted once, however many agents run), tasks of dead workers put back on their queue, and tasks moved to a dead-letter stream after --max-redeliveries requeues. Normal: 0. Bad: deaths; dead-lettered tasks wait for a human (Dead-lettered tasks waiting).\n\nAlerts: [DeadWorkersDetected](%(runbook_base_url)s#deadworkersdetected) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -4953,8 +4728,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -4978,10 +4751,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -4999,16 +4769,10 @@
             "h": 8,
             "w": 16,
             "x": 0,
-            "y": 98,
+            "y": 119,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 42,
-          "interval": null,
+          "id": 51,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -5020,9 +4784,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -5036,11 +4797,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "deaths detected",
-              "metric": "",
-              "query": "sum(max without (instance, job, host) (increase(dead_workers_detected_total{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval])))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -5054,11 +4811,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "tasks reassigned",
-              "metric": "",
-              "query": "sum(max without (instance, job, host) (increase(tasks_reassigned_total{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval])))",
               "refId": "B",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -5072,29 +4825,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "tasks dead-lettered",
-              "metric": "",
-              "query": "sum(max without (instance, job, host) (increase(tasks_dead_lettered_total{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval])))",
               "refId": "C",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Worker deaths detected and tasks reassigned",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Busy threads / concurrency of the alive Sidekiq processes, the fleet and each process (--schema sidekiq; empty otherwise). Normal: below 100%. Bad: 100% for long: the processes are saturated and the queues grow.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -5103,8 +4847,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -5128,10 +4870,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -5149,16 +4888,10 @@
             "h": 8,
             "w": 8,
             "x": 16,
-            "y": 98,
+            "y": 119,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 43,
-          "interval": null,
+          "id": 52,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -5170,9 +4903,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -5186,11 +4916,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "fleet",
-              "metric": "",
-              "query": "sum(max without (instance, job, host) (worker_jobs_running{job=~\"$job\", instance=~\"$instance\"})) / (sum(max without (instance, job, host) (worker_concurrency{job=~\"$job\", instance=~\"$instance\"})) > 0)",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -5204,36 +4930,26 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{worker_name}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (worker_jobs_running{job=~\"$job\", instance=~\"$instance\"}) / on (worker_id, worker_name) (max without (instance, job, host) (worker_concurrency{job=~\"$job\", instance=~\"$instance\"}) > 0)",
               "refId": "B",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Worker utilization (Sidekiq)",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Sidekiq processes told to stop taking jobs (quiet), as during a deploy (--schema sidekiq; 0 otherwise). Normal: 0 outside deploys. Bad: quiet processes that stay: they hold capacity and take no jobs.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -5253,16 +4969,10 @@
             "h": 4,
             "w": 3,
             "x": 0,
-            "y": 106,
+            "y": 127,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 44,
-          "interval": null,
+          "id": 53,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -5277,9 +4987,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -5293,36 +5000,26 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "",
-              "metric": "",
-              "query": "count(max without (instance, job, host) (worker_quiet{job=~\"$job\", instance=~\"$instance\"}) == 1) or vector(0)",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Quiet workers (Sidekiq)",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Workers per host they run on. Normal: the spread you deploy. Bad: a host missing (a lost host), or every worker on one host.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -5342,16 +5039,10 @@
             "h": 8,
             "w": 8,
             "x": 3,
-            "y": 106,
+            "y": 127,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 45,
-          "interval": null,
+          "id": 54,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -5366,9 +5057,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -5382,70 +5070,33 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{hostname}}",
-              "metric": "",
-              "query": "count by (hostname) (max without (instance, job, host) (worker_info{job=~\"$job\", instance=~\"$instance\"}))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Workers per host",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }],
       [{
-          "cacheTimeout": null,
           "collapsed": false,
-          "datasource": null,
-          "description": null,
-          "editable": false,
-          "error": false,
-          "fieldConfig": {
-            "defaults": {
-              "thresholds": {
-                "mode": "absolute",
-                "steps": [],
-              },
-            },
-          },
           "gridPos": {
             "h": 1,
             "w": 24,
             "x": 0,
-            "y": 114,
+            "y": 135,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 46,
-          "interval": null,
-          "links": [],
-          "maxDataPoints": 100,
-          "maxPerRow": null,
-          "minSpan": null,
+          "id": 55,
           "panels": [],
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
-          "targets": [],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Queues",
-          "transformations": [],
-          "transparent": false,
           "type": "row",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Entries in each priority's stream (XLEN), delivered or not: delivered entries stay until the stream is trimmed. Normal: your usual level. Bad: climbing without end; Waiting shows what the workers have not taken yet.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -5454,8 +5105,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -5479,10 +5128,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -5500,16 +5146,10 @@
             "h": 8,
             "w": 8,
             "x": 0,
-            "y": 115,
+            "y": 136,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 47,
-          "interval": null,
+          "id": 56,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -5521,9 +5161,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -5537,29 +5174,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}}",
-              "metric": "",
-              "query": "sum by (priority) (max without (instance, job, host) (task_queue_depth{job=~\"$job\", instance=~\"$instance\"}))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Queue depth",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Entries not yet delivered to each consumer group (XINFO GROUPS lag). Normal: near 0, with short bursts. Bad: growing for %(backlog_window)s: tasks arrive faster than the workers take them.\n\nAlerts: [QueueBacklogGrowing](%(runbook_url)s#queuebackloggrowing) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Entries not yet delivered to each consumer group (XINFO GROUPS lag). Normal: near 0, with short bursts. Bad: growing for %(backlog_window)s: tasks arrive faster than the workers take them.\n\nAlerts: [QueueBacklogGrowing](%(runbook_base_url)s#queuebackloggrowing) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -5568,8 +5196,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -5593,10 +5219,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -5614,16 +5237,10 @@
             "h": 8,
             "w": 8,
             "x": 8,
-            "y": 115,
+            "y": 136,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 48,
-          "interval": null,
+          "id": 57,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -5635,9 +5252,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -5651,29 +5265,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}} {{group}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (task_queue_lag{job=~\"$job\", instance=~\"$instance\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Waiting (not yet delivered)",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Entries delivered to a group's consumers and not acknowledged yet: tasks in progress. Normal: at most about the busy workers. Bad: growing while workers are idle: tasks are lost in flight (their workers died, or do not acknowledge).\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -5682,8 +5287,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -5707,10 +5310,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -5728,16 +5328,10 @@
             "h": 8,
             "w": 8,
             "x": 16,
-            "y": 115,
+            "y": 136,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 49,
-          "interval": null,
+          "id": 58,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -5749,9 +5343,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -5765,29 +5356,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}} {{group}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (task_queue_pending{job=~\"$job\", instance=~\"$instance\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Pending (delivered, not acknowledged)",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Pending entries held by consumers that are dead workers: nobody finishes them until they are claimed again (--requeue-orphans). Normal: 0. Bad: 1 or more (red).\n\nAlerts: [OrphanedTasks](%(runbook_url)s#orphanedtasks) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Pending entries held by consumers that are dead workers: nobody finishes them until they are claimed again (--requeue-orphans). Normal: 0. Bad: 1 or more (red).\n\nAlerts: [OrphanedTasks](%(runbook_base_url)s#orphanedtasks) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -5796,8 +5378,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -5821,10 +5401,7 @@
                   "mode": "dashed",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -5846,16 +5423,10 @@
             "h": 8,
             "w": 8,
             "x": 0,
-            "y": 123,
+            "y": 144,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 50,
-          "interval": null,
+          "id": 59,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -5867,9 +5438,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -5883,29 +5451,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}} {{group}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (task_queue_orphaned{job=~\"$job\", instance=~\"$instance\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Orphaned (held by dead workers)",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Age of the oldest entry not yet delivered, per queue and group (0 when none waits). Normal: seconds. Bad: above %(oldest_task_age_seconds)s s (red line): the workers fall behind or do not read that queue.\n\nAlerts: [OldestTaskTooOld](%(runbook_url)s#oldesttasktooold) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Age of the oldest entry not yet delivered, per queue and group (0 when none waits). Normal: seconds. Bad: above %(oldest_task_age_seconds)s s (red line): the workers fall behind or do not read that queue.\n\nAlerts: [OldestTaskTooOld](%(runbook_base_url)s#oldesttasktooold) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -5914,8 +5473,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -5939,10 +5496,7 @@
                   "mode": "dashed",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -5964,16 +5518,10 @@
             "h": 8,
             "w": 8,
             "x": 8,
-            "y": 123,
+            "y": 144,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 51,
-          "interval": null,
+          "id": 60,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -5985,9 +5533,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -6001,29 +5546,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}} {{group}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (task_queue_oldest_waiting_age_seconds{job=~\"$job\", instance=~\"$instance\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Oldest waiting task age",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Time since the oldest pending entry of each group was delivered. Normal: about your longest task. Bad: above %(pending_too_long_seconds)s s: a hung task, also on a worker whose heartbeat still beats.\n\nAlerts: [TasksPendingTooLong](%(runbook_url)s#taskspendingtoolong) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Time since the oldest pending entry of each group was delivered. Normal: about your longest task. Bad: above %(pending_too_long_seconds)s s: a hung task, also on a worker whose heartbeat still beats.\n\nAlerts: [TasksPendingTooLong](%(runbook_base_url)s#taskspendingtoolong) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -6032,8 +5568,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -6057,10 +5591,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -6078,16 +5609,10 @@
             "h": 8,
             "w": 8,
             "x": 16,
-            "y": 123,
+            "y": 144,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 52,
-          "interval": null,
+          "id": 61,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -6099,9 +5624,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -6115,29 +5637,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}} {{group}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (task_queue_oldest_pending_idle_seconds{job=~\"$job\", instance=~\"$instance\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Oldest pending task idle time",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Consumers each group has (XINFO GROUPS). Normal: about the workers reading that queue. Bad: 0 while tasks wait (nobody reads the queue), or far more than workers (consumers of dead workers never deleted).\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -6146,8 +5659,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -6171,10 +5682,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -6192,16 +5700,10 @@
             "h": 8,
             "w": 8,
             "x": 0,
-            "y": 131,
+            "y": 152,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 53,
-          "interval": null,
+          "id": 62,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -6213,9 +5715,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -6229,29 +5728,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}} {{group}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (task_queue_consumers{job=~\"$job\", instance=~\"$instance\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Consumers per group",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "RQ's started, failed, finished, deferred and scheduled registries, Dramatiq's delayed and dead-lettered messages, arq's deferred jobs, Sidekiq's scheduled, retry and dead sets (one for all queues: empty priority), BullMQ's delayed, completed, failed, waiting-children and paused jobs; empty under the native schema. Normal: failed and dead small and flat. Bad: failed, retry or dead growing: jobs keep failing.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -6260,8 +5750,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -6285,10 +5773,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -6306,16 +5791,10 @@
             "h": 8,
             "w": 8,
             "x": 8,
-            "y": 131,
+            "y": 152,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 54,
-          "interval": null,
+          "id": 63,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -6327,9 +5806,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -6343,29 +5819,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}} {{registry}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (task_queue_registry_jobs{job=~\"$job\", instance=~\"$instance\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Jobs per registry (RQ, Dramatiq, arq, Sidekiq, BullMQ)",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Alive RQ workers or Sidekiq processes listening to each queue (--schema rq or sidekiq). Normal: every queue has workers. Bad: a queue without any while it holds jobs.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -6374,8 +5841,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -6399,10 +5864,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -6420,16 +5882,10 @@
             "h": 8,
             "w": 8,
             "x": 16,
-            "y": 131,
+            "y": 152,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 55,
-          "interval": null,
+          "id": 64,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -6441,9 +5897,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -6457,29 +5910,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}}",
-              "metric": "",
-              "query": "count by (priority) (max without (instance, job, host) (worker_queue_info{job=~\"$job\", instance=~\"$instance\"}) * on (worker_id, worker_name) group_left() (max without (instance, job, host) (worker_up{job=~\"$job\", instance=~\"$instance\"}) == 1))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Workers per queue (RQ, Sidekiq)",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Entries in each queue's dead-letter stream (<stream>:dead): tasks requeued --max-redeliveries times that killed their worker again. Normal: 0. Bad: 1 or more (red): they wait for a human to inspect them, then replay or delete them.\n\nAlerts: [DeadLetteredTasks](%(runbook_url)s#deadletteredtasks) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Entries in each queue's dead-letter stream (<stream>:dead): tasks requeued --max-redeliveries times that killed their worker again. Normal: 0. Bad: 1 or more (red): they wait for a human to inspect them, then replay or delete them.\n\nAlerts: [DeadLetteredTasks](%(runbook_base_url)s#deadletteredtasks) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -6488,8 +5932,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -6513,10 +5955,7 @@
                   "mode": "dashed",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -6538,16 +5977,10 @@
             "h": 8,
             "w": 8,
             "x": 0,
-            "y": 139,
+            "y": 160,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 56,
-          "interval": null,
+          "id": 65,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -6559,9 +5992,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -6575,84 +6005,33 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}}",
-              "metric": "",
-              "query": "max without (instance, job, host) (task_queue_dead_letter_depth{job=~\"$job\", instance=~\"$instance\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Dead-lettered tasks waiting",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "collapsed": false,
-          "datasource": null,
-          "description": null,
-          "editable": false,
-          "error": false,
-          "fieldConfig": {
-            "defaults": {
-              "thresholds": {
-                "mode": "absolute",
-                "steps": [],
-              },
-            },
-          },
           "gridPos": {
             "h": 1,
             "w": 24,
             "x": 0,
-            "y": 147,
+            "y": 168,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 57,
-          "interval": null,
-          "links": [],
-          "maxDataPoints": 100,
-          "maxPerRow": null,
-          "minSpan": null,
+          "id": 66,
           "panels": [],
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
-          "targets": [],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Latency",
-          "transformations": [],
-          "transparent": false,
           "type": "row",
         }],
       [{
-          "cacheTimeout": null,
-          "cards": {
-            "cardPadding": null,
-            "cardRound": null,
-          },
-          "color": {
-            "cardColor": "#b4ff00",
-            "colorScale": "sqrt",
-            "colorScheme": "interpolateOranges",
-            "exponent": 0.5,
-            "max": null,
-            "min": null,
-            "mode": "spectrum",
-          },
-          "dataFormat": "tsbuckets",
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "How long tasks take, as a heatmap of the workers' shared histogram: one column per interval, darker cells hold more tasks. Normal: a steady band. Bad: the band moving up, or a second band appearing (a slow dependency, a new slow task type).\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "thresholds": {
@@ -6666,27 +6045,16 @@
               },
               "unit": "s",
             },
+            "overrides": [],
           },
           "gridPos": {
             "h": 8,
             "w": 12,
             "x": 0,
-            "y": 148,
+            "y": 169,
           },
-          "heatmap": {},
-          "height": null,
-          "hideTimeOverride": false,
-          "hideZeroBuckets": true,
-          "highlightCards": true,
-          "id": 58,
-          "interval": null,
-          "legend": {
-            "show": false,
-          },
+          "id": 67,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "calculate": false,
             "cellGap": 1,
@@ -6722,10 +6090,6 @@
               "unit": "s",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "reverseYBuckets": false,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -6739,55 +6103,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{le}}",
-              "metric": "",
-              "query": "sum by (le) (max without (instance, job, host) (increase(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval])))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Task processing time",
-          "tooltip": {
-            "msResolution": true,
-            "shared": true,
-            "sort": 0,
-            "value_type": "cumulative",
-          },
           "transformations": [],
           "transparent": false,
           "type": "heatmap",
-          "xAxis": {
-            "mode": "time",
-            "name": null,
-            "show": true,
-            "values": [],
-          },
-          "xBucketNumber": null,
-          "xBucketSize": null,
-          "yAxis": {
-            "decimals": null,
-            "format": null,
-            "label": null,
-            "logBase": 1,
-            "max": null,
-            "min": null,
-            "show": true,
-          },
-          "yBucketBound": "upper",
-          "yBucketNumber": null,
-          "yBucketSize": null,
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Quantiles of task processing time, every task type. Normal: steady, p99 within what your users accept. Bad: p95 and p99 rising while p50 stays (some tasks got slow), or all three rising (everything is slow).\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -6796,8 +6125,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -6821,10 +6148,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -6842,16 +6166,10 @@
             "h": 8,
             "w": 12,
             "x": 12,
-            "y": 148,
+            "y": 169,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 59,
-          "interval": null,
+          "id": 68,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -6863,9 +6181,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -6879,11 +6194,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "p50",
-              "metric": "",
-              "query": "histogram_quantile(0.5, sum by (le) (max without (instance, job, host) (rate(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval]))))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -6897,11 +6208,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "p95",
-              "metric": "",
-              "query": "histogram_quantile(0.95, sum by (le) (max without (instance, job, host) (rate(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval]))))",
               "refId": "B",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -6915,29 +6222,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "p99",
-              "metric": "",
-              "query": "histogram_quantile(0.99, sum by (le) (max without (instance, job, host) (rate(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval]))))",
               "refId": "C",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Task processing time p50, p95, p99",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "95th percentile of processing time per task type. Normal: each type steady. Bad: one type rising: look at what that task depends on.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -6946,8 +6244,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -6971,10 +6267,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -6992,16 +6285,10 @@
             "h": 8,
             "w": 12,
             "x": 0,
-            "y": 156,
+            "y": 177,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 60,
-          "interval": null,
+          "id": 69,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -7013,9 +6300,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -7029,29 +6313,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{task_type}}",
-              "metric": "",
-              "query": "histogram_quantile(0.95, sum by (le, task_type) (max without (instance, job, host) (rate(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval]))))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Task processing time p95 by task type",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Mean processing time per queue priority. Normal: steady. Bad: rising on one priority.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -7060,8 +6335,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -7085,10 +6358,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -7106,16 +6376,10 @@
             "h": 8,
             "w": 12,
             "x": 12,
-            "y": 156,
+            "y": 177,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 61,
-          "interval": null,
+          "id": 70,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -7127,9 +6391,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -7143,70 +6404,33 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}}",
-              "metric": "",
-              "query": "sum by (priority) (max without (instance, job, host) (rate(task_processing_latency_seconds_sum{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval]))) / sum by (priority) (max without (instance, job, host) (rate(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval])))",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Mean processing time by priority",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "collapsed": false,
-          "datasource": null,
-          "description": null,
-          "editable": false,
-          "error": false,
-          "fieldConfig": {
-            "defaults": {
-              "thresholds": {
-                "mode": "absolute",
-                "steps": [],
-              },
-            },
-          },
           "gridPos": {
             "h": 1,
             "w": 24,
             "x": 0,
-            "y": 164,
+            "y": 185,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 62,
-          "interval": null,
-          "links": [],
-          "maxDataPoints": 100,
-          "maxPerRow": null,
-          "minSpan": null,
+          "id": 71,
           "panels": [],
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
-          "targets": [],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Collector",
-          "transformations": [],
-          "transparent": false,
           "type": "row",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Per agent and collector: whether it produced its metrics in the last run. Normal: all up. Bad: down: that collector's panels are empty and the alerts on them blind; the agent's log has the error.\n\nAlerts: [TqmonCollectorDown](%(runbook_url)s#tqmoncollectordown) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Per agent and collector: whether it produced its metrics in the last run. Normal: all up. Bad: down: that collector's panels are empty and the alerts on them blind; the agent's log has the error.\n\nAlerts: [TqmonCollectorDown](%(runbook_base_url)s#tqmoncollectordown) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -7250,16 +6474,10 @@
             "h": 8,
             "w": 12,
             "x": 0,
-            "y": 165,
+            "y": 186,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 63,
-          "interval": null,
+          "id": 72,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "alignValue": "left",
             "legend": {
@@ -7273,9 +6491,6 @@
               "mode": "single",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -7289,29 +6504,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{instance}} {{collector}}",
-              "metric": "",
-              "query": "tqmon_collector_up{job=~\"$job\", instance=~\"$instance\"}",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Collector up",
           "transformations": [],
           "transparent": false,
           "type": "state-timeline",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Wall time each collector took, per agent. Normal: well below --timeout (default 3 s). Bad: close to it: runs get cut off and report partial data (Redis or the network is slow).\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -7320,8 +6526,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -7345,10 +6549,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -7366,16 +6567,10 @@
             "h": 8,
             "w": 12,
             "x": 12,
-            "y": 165,
+            "y": 186,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 64,
-          "interval": null,
+          "id": 73,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -7387,9 +6582,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -7403,29 +6595,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{instance}} {{collector}}",
-              "metric": "",
-              "query": "tqmon_collection_duration_seconds{job=~\"$job\", instance=~\"$instance\"}",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Collection duration",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Entries a run skipped or sanitised because Redis held data the heartbeat contract forbids, per reason. Normal: 0. Bad: above 0: a worker writes malformed heartbeats or keys; the reason says what.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -7434,8 +6617,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -7459,10 +6640,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -7480,16 +6658,10 @@
             "h": 8,
             "w": 16,
             "x": 0,
-            "y": 173,
+            "y": 194,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 65,
-          "interval": null,
+          "id": 74,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -7501,9 +6673,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -7517,36 +6686,26 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{instance}} {{collector}} {{reason}}",
-              "metric": "",
-              "query": "tqmon_skipped_entries{job=~\"$job\", instance=~\"$instance\"}",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Entries skipped or sanitised",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Agents reporting each tqmon version. Normal: one version, as many agents as you run. Bad: no data: no tqmon metrics reach Prometheus, and every other panel and alert is blind.\n\nAlerts: [TqmonAbsent](%(runbook_url)s#tqmonabsent) (critical).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Agents reporting each tqmon version. Normal: one version, as many agents as you run. Bad: no data: no tqmon metrics reach Prometheus, and every other panel and alert is blind.\n\nAlerts: [TqmonAbsent](%(runbook_base_url)s#tqmonabsent) (critical).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -7566,16 +6725,10 @@
             "h": 8,
             "w": 8,
             "x": 16,
-            "y": 173,
+            "y": 194,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 66,
-          "interval": null,
+          "id": 75,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -7590,9 +6743,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -7606,29 +6756,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{version}}",
-              "metric": "",
-              "query": "count by (version) (tqmon_build_info{job=~\"$job\", instance=~\"$instance\"})",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "tqmon versions",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("How old the collection each agent serves is. Normal: below the agent's interval. Bad: above %(stale_seconds)s s (red): the timer or --interval loop stopped and the agent still serves its last textfile.\n\nAlerts: [TqmonStale](%(runbook_url)s#tqmonstale) (warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("How old the collection each agent serves is. Normal: below the agent's interval. Bad: above %(stale_seconds)s s (red): the timer or --interval loop stopped and the agent still serves its last textfile.\n\nAlerts: [TqmonStale](%(runbook_base_url)s#tqmonstale) (warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -7637,8 +6778,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -7662,10 +6801,7 @@
                   "mode": "dashed",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -7687,16 +6823,10 @@
             "h": 8,
             "w": 8,
             "x": 0,
-            "y": 181,
+            "y": 202,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 67,
-          "interval": null,
+          "id": 76,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -7708,9 +6838,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -7724,29 +6851,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{instance}}",
-              "metric": "",
-              "query": "time() - tqmon_last_collection_timestamp_seconds{job=~\"$job\", instance=~\"$instance\"}",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Seconds since the last collection",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Workers over --max-worker-series, left out of the per-worker panels (their pools still count them). Normal: 0. Bad: above 0: the per-worker panels show part of the fleet; raise the cap if your metrics backend can take it.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -7755,8 +6873,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -7780,10 +6896,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -7801,16 +6914,10 @@
             "h": 8,
             "w": 8,
             "x": 8,
-            "y": 181,
+            "y": 202,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 68,
-          "interval": null,
+          "id": 77,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -7822,9 +6929,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -7838,29 +6942,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{instance}}",
-              "metric": "",
-              "query": "tqmon_worker_series_omitted{job=~\"$job\", instance=~\"$instance\"}",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Workers without per-worker series",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
           "description": "Samples one collection emits, histogram buckets, sums and counts included: what an agent with a series limit (Datadog's max_returned_metrics) counts. Normal: steady. Bad: growing without bound (many task types or pools), or near your agent's limit.\n\nNo alert fires on this panel.",
-          "editable": false,
-          "error": false,
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -7869,8 +6964,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -7894,10 +6987,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -7915,16 +7005,10 @@
             "h": 8,
             "w": 8,
             "x": 16,
-            "y": 181,
+            "y": 202,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 69,
-          "interval": null,
+          "id": 78,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -7936,9 +7020,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -7952,77 +7033,39 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{instance}}",
-              "metric": "",
-              "query": "tqmon_series{job=~\"$job\", instance=~\"$instance\"}",
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Series per collection",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }],
       [{
-          "cacheTimeout": null,
           "collapsed": false,
-          "datasource": null,
-          "description": null,
-          "editable": false,
-          "error": false,
-          "fieldConfig": {
-            "defaults": {
-              "thresholds": {
-                "mode": "absolute",
-                "steps": [],
-              },
-            },
-          },
           "gridPos": {
             "h": 1,
             "w": 24,
             "x": 0,
-            "y": 189,
+            "y": 210,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 70,
-          "interval": null,
-          "links": [],
-          "maxDataPoints": 100,
-          "maxPerRow": null,
-          "minSpan": null,
+          "id": 79,
           "panels": [],
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
-          "targets": [],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Service level objectives",
-          "transformations": [],
-          "transparent": false,
           "type": "row",
         }],
       if config.slos["TaskSuccess"].enabled then [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Share of the 30d error budget of the task-success SLO not yet spent: 1 - the share of failed tasks among the finished ones over 30d / %(slo_TaskSuccess_budget)s (objective %(slo_TaskSuccess_objective_percent)s%%). Normal: above 0. Bad: near or below 0.\n\nAlerts: [TaskSuccessErrorBudgetBurn](%(runbook_url)s#tasksuccesserrorbudgetburn) (critical or warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Share of the 30d error budget of the task-success SLO not yet spent: 1 - the share of failed tasks among the finished ones over 30d / %(slo_TaskSuccess_budget)s (objective %(slo_TaskSuccess_objective_percent)s%%). Normal: above 0. Bad: near or below 0.\n\nAlerts: [TaskSuccessErrorBudgetBurn](%(runbook_base_url)s#tasksuccesserrorbudgetburn) (critical or warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -8042,16 +7085,10 @@
             "h": 6,
             "w": 6,
             "x": 0,
-            "y": 190,
+            "y": 211,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 71,
-          "interval": null,
+          "id": 80,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -8066,9 +7103,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -8082,29 +7116,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{pool}}",
-              "metric": "",
-              "query": std.format("1 - (sum by (pool) (max without (instance, job, host) (increase(worker_pool_tasks_failed_total{job=~\"$job\", instance=~\"$instance\"}[30d])))\n/\n(sum by (pool) (max without (instance, job, host) (increase(worker_pool_tasks_processed_total{job=~\"$job\", instance=~\"$instance\"}[30d]))) > 0)) / %(slo_TaskSuccess_budget)s", format),
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Task success: error budget left",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }] else [],
       if config.slos["TaskSuccess"].enabled then [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("How fast the task-success SLO spends its error budget: the share of failed tasks among the finished ones over each alert's long window / %(slo_TaskSuccess_budget)s. 1 spends exactly the budget in 30d. Normal: below 1. Bad: above the alerts' factors (14.4 over 1h, 6 over 6h, 1 over 3d).\n\nAlerts: [TaskSuccessErrorBudgetBurn](%(runbook_url)s#tasksuccesserrorbudgetburn) (critical or warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("How fast the task-success SLO spends its error budget: the share of failed tasks among the finished ones over each alert's long window / %(slo_TaskSuccess_budget)s. 1 spends exactly the budget in 30d. Normal: below 1. Bad: above the alerts' factors (14.4 over 1h, 6 over 6h, 1 over 3d).\n\nAlerts: [TaskSuccessErrorBudgetBurn](%(runbook_base_url)s#tasksuccesserrorbudgetburn) (critical or warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -8113,8 +7138,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -8138,10 +7161,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -8159,16 +7179,10 @@
             "h": 6,
             "w": 18,
             "x": 6,
-            "y": 190,
+            "y": 211,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 72,
-          "interval": null,
+          "id": 81,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -8180,9 +7194,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -8196,11 +7207,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{pool}} 1h",
-              "metric": "",
-              "query": std.format("(sum by (pool) (max without (instance, job, host) (increase(worker_pool_tasks_failed_total{job=~\"$job\", instance=~\"$instance\"}[1h])))\n/\n(sum by (pool) (max without (instance, job, host) (increase(worker_pool_tasks_processed_total{job=~\"$job\", instance=~\"$instance\"}[1h]))) > 0)) / %(slo_TaskSuccess_budget)s", format),
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -8214,11 +7221,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{pool}} 6h",
-              "metric": "",
-              "query": std.format("(sum by (pool) (max without (instance, job, host) (increase(worker_pool_tasks_failed_total{job=~\"$job\", instance=~\"$instance\"}[6h])))\n/\n(sum by (pool) (max without (instance, job, host) (increase(worker_pool_tasks_processed_total{job=~\"$job\", instance=~\"$instance\"}[6h]))) > 0)) / %(slo_TaskSuccess_budget)s", format),
               "refId": "B",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -8232,36 +7235,26 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{pool}} 3d",
-              "metric": "",
-              "query": std.format("(sum by (pool) (max without (instance, job, host) (increase(worker_pool_tasks_failed_total{job=~\"$job\", instance=~\"$instance\"}[3d])))\n/\n(sum by (pool) (max without (instance, job, host) (increase(worker_pool_tasks_processed_total{job=~\"$job\", instance=~\"$instance\"}[3d]))) > 0)) / %(slo_TaskSuccess_budget)s", format),
               "refId": "C",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Task success: burn rate",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }] else [],
       if config.slos["TaskLatency"].enabled then [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Share of the 30d error budget of the task-latency SLO not yet spent: 1 - the share of finished tasks that took longer than 60 s over 30d / %(slo_TaskLatency_budget)s (objective %(slo_TaskLatency_objective_percent)s%%). Normal: above 0. Bad: near or below 0.\n\nAlerts: [TaskLatencyErrorBudgetBurn](%(runbook_url)s#tasklatencyerrorbudgetburn) (critical or warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Share of the 30d error budget of the task-latency SLO not yet spent: 1 - the share of finished tasks that took longer than 60 s over 30d / %(slo_TaskLatency_budget)s (objective %(slo_TaskLatency_objective_percent)s%%). Normal: above 0. Bad: near or below 0.\n\nAlerts: [TaskLatencyErrorBudgetBurn](%(runbook_base_url)s#tasklatencyerrorbudgetburn) (critical or warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -8281,16 +7274,10 @@
             "h": 6,
             "w": 6,
             "x": 0,
-            "y": 196,
+            "y": 217,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 73,
-          "interval": null,
+          "id": 82,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -8305,9 +7292,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -8321,29 +7305,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}}",
-              "metric": "",
-              "query": std.format("1 - (sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[30d])) - ignoring (le) max without (instance, job, host) (increase(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\", le=\"60.0\"}[30d])))\n/\n(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[30d]))) > 0)) / %(slo_TaskLatency_budget)s", format),
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Task latency: error budget left",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }] else [],
       if config.slos["TaskLatency"].enabled then [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("How fast the task-latency SLO spends its error budget: the share of finished tasks that took longer than 60 s over each alert's long window / %(slo_TaskLatency_budget)s. 1 spends exactly the budget in 30d. Normal: below 1. Bad: above the alerts' factors (14.4 over 1h, 6 over 6h, 1 over 3d).\n\nAlerts: [TaskLatencyErrorBudgetBurn](%(runbook_url)s#tasklatencyerrorbudgetburn) (critical or warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("How fast the task-latency SLO spends its error budget: the share of finished tasks that took longer than 60 s over each alert's long window / %(slo_TaskLatency_budget)s. 1 spends exactly the budget in 30d. Normal: below 1. Bad: above the alerts' factors (14.4 over 1h, 6 over 6h, 1 over 3d).\n\nAlerts: [TaskLatencyErrorBudgetBurn](%(runbook_base_url)s#tasklatencyerrorbudgetburn) (critical or warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -8352,8 +7327,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -8377,10 +7350,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -8398,16 +7368,10 @@
             "h": 6,
             "w": 18,
             "x": 6,
-            "y": 196,
+            "y": 217,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 74,
-          "interval": null,
+          "id": 83,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -8419,9 +7383,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -8435,11 +7396,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}} 1h",
-              "metric": "",
-              "query": std.format("(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[1h])) - ignoring (le) max without (instance, job, host) (increase(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\", le=\"60.0\"}[1h])))\n/\n(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[1h]))) > 0)) / %(slo_TaskLatency_budget)s", format),
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -8453,11 +7410,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}} 6h",
-              "metric": "",
-              "query": std.format("(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[6h])) - ignoring (le) max without (instance, job, host) (increase(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\", le=\"60.0\"}[6h])))\n/\n(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[6h]))) > 0)) / %(slo_TaskLatency_budget)s", format),
               "refId": "B",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -8471,36 +7424,26 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}} 3d",
-              "metric": "",
-              "query": std.format("(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[3d])) - ignoring (le) max without (instance, job, host) (increase(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\", le=\"60.0\"}[3d])))\n/\n(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[3d]))) > 0)) / %(slo_TaskLatency_budget)s", format),
               "refId": "C",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Task latency: burn rate",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }] else [],
       if config.slos["QueueFreshness"].enabled then [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Share of the 30d error budget of the queue-freshness SLO not yet spent: 1 - the share of time the oldest waiting task of a consumer group was older than 300 s over 30d / %(slo_QueueFreshness_budget)s (objective %(slo_QueueFreshness_objective_percent)s%%). Normal: above 0. Bad: near or below 0.\n\nAlerts: [QueueFreshnessErrorBudgetBurn](%(runbook_url)s#queuefreshnesserrorbudgetburn) (critical or warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Share of the 30d error budget of the queue-freshness SLO not yet spent: 1 - the share of time the oldest waiting task of a consumer group was older than 300 s over 30d / %(slo_QueueFreshness_budget)s (objective %(slo_QueueFreshness_objective_percent)s%%). Normal: above 0. Bad: near or below 0.\n\nAlerts: [QueueFreshnessErrorBudgetBurn](%(runbook_base_url)s#queuefreshnesserrorbudgetburn) (critical or warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -8520,16 +7463,10 @@
             "h": 6,
             "w": 6,
             "x": 0,
-            "y": 202,
+            "y": 223,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 75,
-          "interval": null,
+          "id": 84,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -8544,9 +7481,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -8560,29 +7494,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}}",
-              "metric": "",
-              "query": std.format("1 - (avg_over_time((sum by (priority) (max without (instance, job, host) (task_queue_oldest_waiting_age_seconds{job=~\"$job\", instance=~\"$instance\"}) > bool 300)\n/\n(sum by (priority) (max without (instance, job, host) (task_queue_oldest_waiting_age_seconds{job=~\"$job\", instance=~\"$instance\"}) >= bool 0) > 0))[30d:])) / %(slo_QueueFreshness_budget)s", format),
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Queue freshness: error budget left",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }] else [],
       if config.slos["QueueFreshness"].enabled then [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("How fast the queue-freshness SLO spends its error budget: the share of time the oldest waiting task of a consumer group was older than 300 s over each alert's long window / %(slo_QueueFreshness_budget)s. 1 spends exactly the budget in 30d. Normal: below 1. Bad: above the alerts' factors (14.4 over 1h, 6 over 6h, 1 over 3d).\n\nAlerts: [QueueFreshnessErrorBudgetBurn](%(runbook_url)s#queuefreshnesserrorbudgetburn) (critical or warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("How fast the queue-freshness SLO spends its error budget: the share of time the oldest waiting task of a consumer group was older than 300 s over each alert's long window / %(slo_QueueFreshness_budget)s. 1 spends exactly the budget in 30d. Normal: below 1. Bad: above the alerts' factors (14.4 over 1h, 6 over 6h, 1 over 3d).\n\nAlerts: [QueueFreshnessErrorBudgetBurn](%(runbook_base_url)s#queuefreshnesserrorbudgetburn) (critical or warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -8591,8 +7516,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -8616,10 +7539,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -8637,16 +7557,10 @@
             "h": 6,
             "w": 18,
             "x": 6,
-            "y": 202,
+            "y": 223,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 76,
-          "interval": null,
+          "id": 85,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -8658,9 +7572,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -8674,11 +7585,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}} 1h",
-              "metric": "",
-              "query": std.format("(avg_over_time((sum by (priority) (max without (instance, job, host) (task_queue_oldest_waiting_age_seconds{job=~\"$job\", instance=~\"$instance\"}) > bool 300)\n/\n(sum by (priority) (max without (instance, job, host) (task_queue_oldest_waiting_age_seconds{job=~\"$job\", instance=~\"$instance\"}) >= bool 0) > 0))[1h:])) / %(slo_QueueFreshness_budget)s", format),
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -8692,11 +7599,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}} 6h",
-              "metric": "",
-              "query": std.format("(avg_over_time((sum by (priority) (max without (instance, job, host) (task_queue_oldest_waiting_age_seconds{job=~\"$job\", instance=~\"$instance\"}) > bool 300)\n/\n(sum by (priority) (max without (instance, job, host) (task_queue_oldest_waiting_age_seconds{job=~\"$job\", instance=~\"$instance\"}) >= bool 0) > 0))[6h:])) / %(slo_QueueFreshness_budget)s", format),
               "refId": "B",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -8710,36 +7613,26 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{priority}} 3d",
-              "metric": "",
-              "query": std.format("(avg_over_time((sum by (priority) (max without (instance, job, host) (task_queue_oldest_waiting_age_seconds{job=~\"$job\", instance=~\"$instance\"}) > bool 300)\n/\n(sum by (priority) (max without (instance, job, host) (task_queue_oldest_waiting_age_seconds{job=~\"$job\", instance=~\"$instance\"}) >= bool 0) > 0))[3d:])) / %(slo_QueueFreshness_budget)s", format),
               "refId": "C",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Queue freshness: burn rate",
           "transformations": [],
           "transparent": false,
           "type": "timeseries",
         }] else [],
       if config.slos["WorkerAvailability"].enabled then [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("Share of the 30d error budget of the worker-availability SLO not yet spent: 1 - the share of registered workers that were dead (worker time) over 30d / %(slo_WorkerAvailability_budget)s (objective %(slo_WorkerAvailability_objective_percent)s%%). Normal: above 0. Bad: near or below 0.\n\nAlerts: [WorkerAvailabilityErrorBudgetBurn](%(runbook_url)s#workeravailabilityerrorbudgetburn) (critical or warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("Share of the 30d error budget of the worker-availability SLO not yet spent: 1 - the share of registered workers that were dead (worker time) over 30d / %(slo_WorkerAvailability_budget)s (objective %(slo_WorkerAvailability_objective_percent)s%%). Normal: above 0. Bad: near or below 0.\n\nAlerts: [WorkerAvailabilityErrorBudgetBurn](%(runbook_base_url)s#workeravailabilityerrorbudgetburn) (critical or warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
                 "mode": "thresholds",
               },
               "custom": {},
-              "decimals": null,
               "mappings": [],
               "noValue": "no data",
               "thresholds": {
@@ -8759,16 +7652,10 @@
             "h": 6,
             "w": 6,
             "x": 0,
-            "y": 208,
+            "y": 229,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 77,
-          "interval": null,
+          "id": 86,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "colorMode": "value",
             "graphMode": "area",
@@ -8783,9 +7670,6 @@
             },
             "textMode": "auto",
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -8799,29 +7683,20 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{pool}}",
-              "metric": "",
-              "query": std.format("1 - (avg_over_time((sum by (pool) (max without (instance, job, host) (workers_dead{job=~\"$job\", instance=~\"$instance\"}))\n/\n(sum by (pool) (max without (instance, job, host) (workers_alive{job=~\"$job\", instance=~\"$instance\"}) + max without (instance, job, host) (workers_dead{job=~\"$job\", instance=~\"$instance\"})) > 0))[30d:])) / %(slo_WorkerAvailability_budget)s", format),
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Worker availability: error budget left",
           "transformations": [],
           "transparent": false,
           "type": "stat",
         }] else [],
       if config.slos["WorkerAvailability"].enabled then [{
-          "cacheTimeout": null,
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
           },
-          "description": std.format("How fast the worker-availability SLO spends its error budget: the share of registered workers that were dead (worker time) over each alert's long window / %(slo_WorkerAvailability_budget)s. 1 spends exactly the budget in 30d. Normal: below 1. Bad: above the alerts' factors (14.4 over 1h, 6 over 6h, 1 over 3d).\n\nAlerts: [WorkerAvailabilityErrorBudgetBurn](%(runbook_url)s#workeravailabilityerrorbudgetburn) (critical or warning).", format),
-          "editable": false,
-          "error": false,
+          "description": std.format("How fast the worker-availability SLO spends its error budget: the share of registered workers that were dead (worker time) over each alert's long window / %(slo_WorkerAvailability_budget)s. 1 spends exactly the budget in 30d. Normal: below 1. Bad: above the alerts' factors (14.4 over 1h, 6 over 6h, 1 over 3d).\n\nAlerts: [WorkerAvailabilityErrorBudgetBurn](%(runbook_base_url)s#workeravailabilityerrorbudgetburn) (critical or warning).", format),
           "fieldConfig": {
             "defaults": {
               "color": {
@@ -8830,8 +7705,6 @@
               "custom": {
                 "axisLabel": "",
                 "axisPlacement": "auto",
-                "axisSoftMax": null,
-                "axisSoftMin": null,
                 "barAlignment": 0,
                 "drawStyle": "line",
                 "fillOpacity": 0,
@@ -8855,10 +7728,7 @@
                   "mode": "off",
                 },
               },
-              "decimals": null,
               "mappings": [],
-              "max": null,
-              "min": null,
               "thresholds": {
                 "mode": "absolute",
                 "steps": [
@@ -8876,16 +7746,10 @@
             "h": 6,
             "w": 18,
             "x": 6,
-            "y": 208,
+            "y": 229,
           },
-          "height": null,
-          "hideTimeOverride": false,
-          "id": 78,
-          "interval": null,
+          "id": 87,
           "links": [],
-          "maxDataPoints": null,
-          "maxPerRow": null,
-          "minSpan": null,
           "options": {
             "legend": {
               "calcs": [],
@@ -8897,9 +7761,6 @@
               "sort": "desc",
             },
           },
-          "repeat": null,
-          "repeatDirection": null,
-          "span": null,
           "targets": [
             {
               "datasource": {
@@ -8913,11 +7774,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{pool}} 1h",
-              "metric": "",
-              "query": std.format("(avg_over_time((sum by (pool) (max without (instance, job, host) (workers_dead{job=~\"$job\", instance=~\"$instance\"}))\n/\n(sum by (pool) (max without (instance, job, host) (workers_alive{job=~\"$job\", instance=~\"$instance\"}) + max without (instance, job, host) (workers_dead{job=~\"$job\", instance=~\"$instance\"})) > 0))[1h:])) / %(slo_WorkerAvailability_budget)s", format),
               "refId": "A",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -8931,11 +7788,7 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{pool}} 6h",
-              "metric": "",
-              "query": std.format("(avg_over_time((sum by (pool) (max without (instance, job, host) (workers_dead{job=~\"$job\", instance=~\"$instance\"}))\n/\n(sum by (pool) (max without (instance, job, host) (workers_alive{job=~\"$job\", instance=~\"$instance\"}) + max without (instance, job, host) (workers_dead{job=~\"$job\", instance=~\"$instance\"})) > 0))[6h:])) / %(slo_WorkerAvailability_budget)s", format),
               "refId": "B",
-              "step": 10,
-              "target": "",
             },
             {
               "datasource": {
@@ -8949,15 +7802,9 @@
               "interval": "",
               "intervalFactor": 1,
               "legendFormat": "{{pool}} 3d",
-              "metric": "",
-              "query": std.format("(avg_over_time((sum by (pool) (max without (instance, job, host) (workers_dead{job=~\"$job\", instance=~\"$instance\"}))\n/\n(sum by (pool) (max without (instance, job, host) (workers_alive{job=~\"$job\", instance=~\"$instance\"}) + max without (instance, job, host) (workers_dead{job=~\"$job\", instance=~\"$instance\"})) > 0))[3d:])) / %(slo_WorkerAvailability_budget)s", format),
               "refId": "C",
-              "step": 10,
-              "target": "",
             },
           ],
-          "timeFrom": null,
-          "timeShift": null,
           "title": "Worker availability: burn rate",
           "transformations": [],
           "transparent": false,
@@ -8965,10 +7812,7 @@
         }] else [],
     ]),
       "refresh": "30s",
-      "rows": [],
-      "schemaVersion": 37,
-      "sharedCrosshair": false,
-      "style": "dark",
+      "schemaVersion": 42,
       "tags": [
         "tqmon",
         "redis",
@@ -8977,16 +7821,11 @@
       "templating": {
         "list": [
           {
-            "allValue": null,
-            "auto": false,
-            "auto_count": 30,
-            "auto_min": "10s",
             "current": {
               "selected": true,
               "text": "default",
               "value": "default",
             },
-            "datasource": null,
             "hide": 0,
             "includeAll": false,
             "label": "Data source",
@@ -8995,18 +7834,11 @@
             "options": [],
             "query": "prometheus",
             "refresh": 1,
-            "regex": null,
             "sort": 1,
-            "tagValuesQuery": null,
-            "tagsQuery": null,
             "type": "datasource",
-            "useTags": false,
           },
           {
             "allValue": ".+",
-            "auto": false,
-            "auto_count": 30,
-            "auto_min": "10s",
             "current": {
               "selected": true,
               "text": [
@@ -9028,18 +7860,11 @@
             "options": [],
             "query": std.format("label_values(tqmon_build_info{%(selector)s}, job)", format),
             "refresh": 2,
-            "regex": null,
             "sort": 1,
-            "tagValuesQuery": null,
-            "tagsQuery": null,
             "type": "query",
-            "useTags": false,
           },
           {
             "allValue": ".+",
-            "auto": false,
-            "auto_count": 30,
-            "auto_min": "10s",
             "current": {
               "selected": true,
               "text": [
@@ -9061,18 +7886,10 @@
             "options": [],
             "query": std.format("label_values(tqmon_build_info{%(selector)s, job=~\"$job\"}, instance)", format),
             "refresh": 2,
-            "regex": null,
             "sort": 1,
-            "tagValuesQuery": null,
-            "tagsQuery": null,
             "type": "query",
-            "useTags": false,
           },
           {
-            "allValue": null,
-            "auto": false,
-            "auto_count": 30,
-            "auto_min": "10s",
             "current": {
               "selected": true,
               "text": [
@@ -9094,12 +7911,8 @@
             "options": [],
             "query": "label_values(redis_cluster_node_up{job=~\"$job\", instance=~\"$instance\"}, cluster_name)",
             "refresh": 2,
-            "regex": null,
             "sort": 1,
-            "tagValuesQuery": null,
-            "tagsQuery": null,
             "type": "query",
-            "useTags": false,
           },
         ],
       },
@@ -9109,7 +7922,6 @@
       },
       "timepicker": {
         "hidden": false,
-        "nowDelay": null,
         "refresh_intervals": [
           "5s",
           "10s",
@@ -9121,17 +7933,6 @@
           "1h",
           "2h",
           "1d",
-        ],
-        "time_options": [
-          "5m",
-          "15m",
-          "1h",
-          "6h",
-          "12h",
-          "24h",
-          "2d",
-          "7d",
-          "30d",
         ],
       },
       "timezone": "browser",

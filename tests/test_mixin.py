@@ -72,7 +72,7 @@ def test_the_mixin_passes_mixtools_and_the_dashboard_linters_rules(default):
 
 OVERRIDES = {
     "selector": 'job="telegraf", env="prod"',
-    "runbook_url": "https://wiki.example.com/ops/tqmon-runbook",
+    "runbook_base_url": "https://wiki.example.com/ops/tqmon-runbook",
     "params": {"replication_lag_seconds": 10, "memory_ratio": 0.85, "failure_ratio": 0.05,
                "failure_window": "15m", "oldest_task_age_seconds": 600},
     "slos": {"TaskSuccess": {"objective": 0.995}, "QueueFreshness": {"objective": 0.9}},
@@ -80,7 +80,7 @@ OVERRIDES = {
 
 
 def _config(overrides: dict) -> dict:
-    return {"selector": overrides["selector"], "runbook_url": overrides["runbook_url"],
+    return {"selector": overrides["selector"], "runbook_base_url": overrides["runbook_base_url"],
             "params": overrides["params"], "slos": overrides["slos"]}
 
 
