@@ -266,7 +266,9 @@ def _dashboard_ratio(slo: Slo, window: str) -> str:
     sel = v.DASHBOARD_SELECTORS["sel"]
     if slo.kind == "events":
         return ratio(slo, window, sel, _increase)
-    return f"avg_over_time(({ratio(slo, None, sel, _increase)})[{window}:])"
+    # An explicit resolution of a minute: the default (the evaluation interval, a second on a
+    # test stack) makes a month-long subquery millions of steps; a minute is the rules' too.
+    return f"avg_over_time(({ratio(slo, None, sel, _increase)})[{window}:1m])"
 
 
 def panels(slos: Slos) -> list[dict[str, Any]]:
