@@ -10,6 +10,7 @@ import re
 import socket
 import ssl
 import subprocess
+from pathlib import Path
 
 import pytest
 from test_auth_tls import _make_ca, _make_cert
@@ -114,8 +115,8 @@ def test_min_version_tls13(redis, pki, tmp_path):
 def test_inline_pem_and_rate_limit(redis, pki, tmp_path):
     web = tmp_path / "web.yml"
     indent = "\n    ".join
-    cert = open(pki["cert"]).read().strip().splitlines()
-    key = open(pki["key"]).read().strip().splitlines()
+    cert = Path(pki["cert"]).read_text().strip().splitlines()
+    key = Path(pki["key"]).read_text().strip().splitlines()
     web.write_text(f"tls_server_config:\n  cert: |\n    {indent(cert)}\n  key: |\n"
                    f"    {indent(key)}\nrate_limit:\n  interval: 1m\n  burst: 2\n")
     proc, port = _start("--redis-url", redis.url, "--collectors", "nodes",
