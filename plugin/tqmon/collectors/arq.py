@@ -32,7 +32,7 @@ import redis
 
 from .. import connection
 from ..model import Samples
-from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
 
 IN_PROGRESS = b"arq:in-progress:"
 HEALTH_CHECK = ":health-check"
@@ -146,7 +146,7 @@ def collect_queues(ctx: Context) -> Samples:
                 continue
             waiting, running, deferred, oldest = _queue(client, queue.encode(), now_ms,
                                                         int(size), skips)
-            priority = queue[:MAX_LABEL]
+            priority = cut(queue)
             group = {"priority": priority, "group": GROUP}
             out.add("task_queue_depth", {"priority": priority}, float(waiting))
             out.add("task_queue_pending", group, float(running))

@@ -3,6 +3,7 @@ owns a key, the server's clock, and accounting for entries skipped or sanitised.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -21,6 +22,17 @@ from ..topology import Node, Topology
 T = TypeVar("T")
 BATCH = 1000  # commands of one kind per pipelined round trip
 MAX_LABEL = 256  # characters of a label value read from Redis
+CUT_HASH = 8  # hex digits of the whole value's SHA-256 ending a cut label value
+
+
+def cut(text: str) -> str:
+    """A label value of at most MAX_LABEL characters that stays distinct: a longer one keeps
+    its first MAX_LABEL - 9 characters, then `~` and 8 hex digits of the SHA-256 of the whole
+    value, so two values that share a long beginning stay two series (docs/operations.md)."""
+    if len(text) <= MAX_LABEL:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:CUT_HASH]
+    return f"{text[:MAX_LABEL - CUT_HASH - 1]}~{digest}"
 # tqmon_skipped_entries{collector="workers"} reasons, the same for every queue system so the
 # series and the alert on them do not depend on the schema.
 WORKER_REASONS = ("wrong_type", "missing_hash", "bad_value", "bad_latency_field",
@@ -101,7 +113,7 @@ class Skips(Counter[str]):
         text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
         if len(text) > MAX_LABEL:
             self["long_label"] += 1
-            return text[:MAX_LABEL]
+            return cut(text)
         return text
 
     def number(self, raw: Any) -> float | None:

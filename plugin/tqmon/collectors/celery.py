@@ -42,7 +42,7 @@ import redis
 
 from .. import connection, contract
 from ..model import Samples, describe_error
-from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
 
 log = logging.getLogger(__name__)
 
@@ -489,7 +489,7 @@ def collect_queues(ctx: Context) -> Samples:
 
 def _add_queues(out: Samples, now: float, found: dict[bytes, Queue]) -> None:
     for queue, state in found.items():
-        priority = queue.decode("utf-8", "backslashreplace")[:MAX_LABEL]
+        priority = cut(queue.decode("utf-8", "backslashreplace"))
         group = {"priority": priority, "group": GROUP}
         out.add("task_queue_depth", {"priority": priority}, float(state.depth))
         out.add("task_queue_pending", group, float(state.in_flight))

@@ -34,6 +34,7 @@ from ..base import (
     WORKER_REASONS,
     Context,
     Skips,
+    cut,
     on_key_owner,
     pipelined,
     server_time,
@@ -295,7 +296,7 @@ class _Pools:
         else:
             text = contract.pool_of(name.decode("utf-8", "backslashreplace") if name else "",
                                     self.pattern)
-        return text[:MAX_LABEL]
+        return cut(text)
 
     def count(self, pool: bytes | None, name: bytes | None, up: bool, busy: bool,
               n: int = 1) -> None:
@@ -324,7 +325,7 @@ def _pool_totals(raw: Any, skips: Skips) -> tuple[dict[str, float], dict[str, fl
         if number is None or kind not in ("processed", "failed") or not pool:
             skips["bad_value"] += number is not None
             continue
-        (processed if kind == "processed" else failed)[pool[:MAX_LABEL]] = number
+        (processed if kind == "processed" else failed)[cut(pool)] = number
     return processed, failed
 
 
