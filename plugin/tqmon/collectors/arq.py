@@ -124,9 +124,11 @@ def _queue(client: redis.Redis, queue: bytes, now_ms: float, size: int, skips: C
         ready += [(job, float(score)) for job, score in zip(reply[::2], reply[1::2],
                                                             strict=True)]
     ready = ready[:limit]
-    skips["not_scanned"] += int(count) - len(ready)
+    # ZCARD, ZCOUNT, ZRANGE and EXISTS are separate reads: jobs enqueued or taken between
+    # them could make a difference negative, so each is clamped at 0
+    skips["not_scanned"] += max(0, int(count) - len(ready))
     running, oldest = _in_progress(client, ready)
-    return int(count) - running, running, size - int(count), oldest
+    return max(0, int(count) - running), running, max(0, size - int(count)), oldest
 
 
 def collect_queues(ctx: Context) -> Samples:

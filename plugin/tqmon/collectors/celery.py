@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 import redis
 
-from .. import connection, contract
+from .. import boundedjson, connection, contract
 from ..model import Samples, describe_error
 from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
 
@@ -84,7 +84,7 @@ class Heard:
 
     @classmethod
     def from_json(cls, raw: bytes, skips: Skips) -> Heard:
-        data = json.loads(raw)
+        data = boundedjson.loads(raw)
         return cls(float(data["last"]), float(data["freq"]),
                    skips.number(data.get("processed")), skips.number(data.get("active")))
 
@@ -104,13 +104,13 @@ def _channel(ctx: Context) -> bytes:
 def _event(data: bytes, skips: Skips) -> dict[str, Any] | None:
     """The event inside kombu's envelope (JSON, body base64-encoded); never unpickled."""
     try:
-        envelope = json.loads(data)
+        envelope = boundedjson.loads(data)
         body = envelope["body"]
         if envelope.get("content-type") != "application/json":
             raise ValueError("not JSON")
         if envelope.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body, validate=True)
-        event = json.loads(body)
+        event = boundedjson.loads(body)
         if not isinstance(event, dict) or not isinstance(event.get("hostname"), str):
             raise ValueError("no hostname")
         return event
@@ -369,7 +369,7 @@ def _bindings(ctx: Context, client: redis.Redis, skips: Counter[str]
 def _eta(message: Any) -> float | None:
     """Unix time of a waiting message's eta header, if it was sent with one."""
     try:
-        eta = json.loads(message)["headers"]["eta"]
+        eta = boundedjson.loads(message)["headers"]["eta"]
         if not isinstance(eta, str):
             return None
         parsed = datetime.datetime.fromisoformat(eta.replace("Z", "+00:00"))
@@ -458,7 +458,7 @@ def _unacked(client: redis.Redis, prefix: bytes, size: int, now: float, visibili
 def _route(raw: bytes, routes: dict[tuple[bytes, bytes], bytes], found: dict[bytes, Queue],
            skips: Counter[str]) -> bytes | None:
     try:
-        _, exchange, routing_key = json.loads(raw)
+        _, exchange, routing_key = boundedjson.loads(raw)
         exchange, routing_key = exchange.encode(), routing_key.encode()
     except (ValueError, TypeError, AttributeError):
         skips["bad_value"] += 1

@@ -39,7 +39,7 @@ from typing import Any
 
 import redis
 
-from .. import connection, contract
+from .. import boundedjson, connection, contract
 from ..model import Samples, describe_error
 from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
 
@@ -148,7 +148,7 @@ def _orphans(client: redis.Redis, dead: list[bytes], skips: Counter[str]
 def _job_queue(raw: bytes) -> str | None:
     """The queue of a work-hash entry `{"queue": ..., "payload": ..., "run_at": ...}`."""
     try:
-        queue = json.loads(raw).get("queue")
+        queue = boundedjson.loads(raw).get("queue")
     except (ValueError, AttributeError):
         return None
     if not isinstance(queue, str) or not queue:
@@ -194,7 +194,7 @@ def _worker_rows(out: Samples, processes: list[Process], now: float, skips: Skip
         rows["worker_heartbeat_age_seconds"].append((labels, process.age))
         _, busy, quiet, concurrency, raw_info = process.fields
         try:
-            info = json.loads(raw_info) if raw_info else {}
+            info = boundedjson.loads(raw_info) if raw_info else {}
             if not isinstance(info, dict):
                 raise ValueError
         except ValueError:
@@ -295,7 +295,7 @@ def _read_queues(client: redis.Redis, names: list[bytes], now: float, out: Sampl
             if oldest is not None:
                 enqueued = None
                 try:
-                    job = json.loads(oldest)
+                    job = boundedjson.loads(oldest)
                     if isinstance(job, dict):
                         enqueued = unix_seconds(job.get("enqueued_at", job.get("created_at")))
                 except ValueError:
@@ -326,7 +326,7 @@ def _orphan_totals(ctx: Context, client: redis.Redis, processes: list[Process],
         if identity in alive or readable.get(identity):
             continue
         try:
-            jobs = json.loads(raw)
+            jobs = boundedjson.loads(raw)
             totals.update({cut(str(q)): int(n) for q, n in jobs.items()})
         except (ValueError, AttributeError, TypeError):
             skips["bad_value"] += 1

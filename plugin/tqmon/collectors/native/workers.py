@@ -15,7 +15,6 @@ recorded none: their names are read, and they count as idle.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -26,7 +25,7 @@ from typing import Any
 
 import redis
 
-from ... import catalog, contract
+from ... import boundedjson, catalog, contract
 from ...model import Histogram, Samples, describe_error
 from .. import fleet
 from ..base import (
@@ -273,8 +272,8 @@ def _series_names(key: str) -> tuple[str, str] | None:
     if not key.startswith('["'):
         return None
     try:
-        parsed = json.loads(key)
-    except (ValueError, RecursionError):
+        parsed = boundedjson.loads(key)
+    except ValueError:  # BadJSON included: nesting deep enough to exhaust the parser
         return None
     if (isinstance(parsed, list) and len(parsed) == 2
             and isinstance(parsed[0], str) and isinstance(parsed[1], str)):
