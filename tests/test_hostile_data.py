@@ -108,7 +108,6 @@ def test_arq_counts_never_negative_while_jobs_come_and_go():
     """A writer enqueues and takes jobs as fast as it can while tqmon reads: ZCARD, ZCOUNT and
     ZRANGE are separate reads, and a difference between them must not go below 0."""
     server = devcluster.start_standalone()
-    client = server.client()
     stop = threading.Event()
 
     def churn() -> None:
