@@ -36,7 +36,7 @@ def cut(text: str) -> str:
 # tqmon_skipped_entries{collector="workers"} reasons, the same for every queue system so the
 # series and the alert on them do not depend on the schema.
 WORKER_REASONS = ("wrong_type", "missing_hash", "bad_value", "bad_latency_field",
-                  "too_many_series", "long_label", "duplicate")
+                  "too_many_series", "long_label", "duplicate", "incomplete_window")
 INF = math.inf
 
 
