@@ -76,7 +76,7 @@ class Config:
     prefix: str = contract.DEFAULT_PREFIX
     heartbeat_ttl: float = 30.0
     max_worker_series: int | None = MAX_WORKER_SERIES  # None: no cap
-    worker_pool_pattern: re.Pattern[str] = re.compile(contract.DEFAULT_POOL_PATTERN, re.S)
+    worker_pool_pattern: re.Pattern[str] | None = None  # None: pools.deployment()
     dead_retention: float = 3600.0
     read_only: bool = False
     queues: tuple[tuple[str, str], ...] = ()  # (priority label, stream key); () = contract's
@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{MAX_WORKER_SERIES}; 0: none; all: no cap); pools always count everyone")
     p.add_argument("--worker-pool-pattern", metavar="REGEX",
                    help="a worker's pool is the first group of REGEX on its name, when the "
-                   "worker names none (default: the name without a trailing instance number)")
+                   "worker names none (default: its deployment, the name without pid, nonce, "
+                   "uuid, hex id, pod suffix or instance number; per schema: docs/adapters.md)")
     p.add_argument("--read-only", action="store_true",
                    help="write nothing to Redis: deaths are reported, not recorded or pruned")
     p.add_argument("--queue", metavar="NAME=STREAM", action="append",
@@ -445,11 +446,11 @@ def _native(src: _Sources) -> dict[str, Any]:
     if requeue and pick("read_only", False):
         raise ConfigError("--requeue-orphans writes to Redis: it cannot go with --read-only")
     try:
-        pool_pattern = re.compile(pick("worker_pool_pattern", contract.DEFAULT_POOL_PATTERN),
-                                  re.S)
+        raw_pattern = pick("worker_pool_pattern")
+        pool_pattern = None if raw_pattern is None else re.compile(raw_pattern, re.S)
     except re.error as exc:
         raise ConfigError(f"--worker-pool-pattern: {exc}") from None
-    if pool_pattern.groups < 1:
+    if pool_pattern is not None and pool_pattern.groups < 1:
         raise ConfigError("--worker-pool-pattern needs a group: the pool is its first group")
     return {
         "prefix": prefix,

@@ -3,8 +3,8 @@ owns a key, the server's clock, and accounting for entries skipped or sanitised.
 
 from __future__ import annotations
 
-import hashlib
 import math
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,29 +15,39 @@ import redis
 from .. import connection
 from ..config import Config
 from ..failures import NODE_ERRORS, Failures
+from ..labels import MAX_LABEL, cut
 from ..model import Samples
 from ..parallel import Deadline
 from ..topology import Node, Topology
 
 T = TypeVar("T")
 BATCH = 1000  # commands of one kind per pipelined round trip
-MAX_LABEL = 256  # characters of a label value read from Redis
-CUT_HASH = 8  # hex digits of the whole value's SHA-256 ending a cut label value
-
-
-def cut(text: str) -> str:
-    """A label value of at most MAX_LABEL characters that stays distinct: a longer one keeps
-    its first MAX_LABEL - 9 characters, then `~` and 8 hex digits of the SHA-256 of the whole
-    value, so two values that share a long beginning stay two series (docs/operations.md)."""
-    if len(text) <= MAX_LABEL:
-        return text
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:CUT_HASH]
-    return f"{text[:MAX_LABEL - CUT_HASH - 1]}~{digest}"
 # tqmon_skipped_entries{collector="workers"} reasons, the same for every queue system so the
 # series and the alert on them do not depend on the schema.
 WORKER_REASONS = ("wrong_type", "missing_hash", "bad_value", "bad_latency_field",
                   "too_many_series", "long_label", "duplicate", "incomplete_window")
 INF = math.inf
+
+
+class Once:
+    """What several collectors of one run need from one read (BullMQ's CLIENT LIST): the
+    first to ask reads it, the others wait and share its answer, or its error."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done: dict[str, tuple[bool, Any]] = {}
+
+    def get(self, key: str, read: Callable[[], T]) -> T:
+        with self._lock:  # reads are short and few: one lock for all keeps this simple
+            if key not in self._done:
+                try:
+                    self._done[key] = (True, read())
+                except Exception as exc:  # shared like a value; raised to every caller
+                    self._done[key] = (False, exc)
+            ok, value = self._done[key]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class Context:
     topology: Topology
     deadline: Deadline
     failures: Failures = field(default_factory=Failures)
+    once: Once = field(default_factory=Once)
 
 
 Collect = Callable[[Context], Samples]
