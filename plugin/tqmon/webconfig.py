@@ -119,8 +119,8 @@ def load(path: str) -> WebConfig:
     if data.get("tls_server_config") is not None:
         config.tls, config.allowed_sans = _tls(data["tls_server_config"], where)
     users = data.get("basic_auth_users")
-    if users is not None:
-        config.basic = BasicAuth(_users(users, where))
+    if users is not None and (checked := _users(users, where)):  # empty: no auth, as in Go
+        config.basic = BasicAuth(checked)
     if data.get("http_server_config") is not None:
         config.headers = _http(data["http_server_config"], where)
     if data.get("rate_limit") is not None:
@@ -256,7 +256,7 @@ def _load_cert(context: ssl.SSLContext, section: dict[str, Any], where: str) -> 
             key = _write(private, "key.pem", key_pem)
         try:
             context.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, ssl.SSLError, ValueError) as exc:  # ValueError: a NUL in a path
             raise ConfigError(f"{where}: cannot load tls_server_config cert_file "
                               f"{section.get('cert_file', '(inline cert)')} / key_file "
                               f"{section.get('key_file', '(inline key)')}: {_why(exc)}"
@@ -308,8 +308,10 @@ def _rate(section: Any, where: str) -> tuple[float, int] | None:
     if unknown := sorted(str(k) for k in section if k not in ("interval", "burst")):
         raise ConfigError(f"{where}: unknown key rate_limit.{unknown[0]}")
     raw = section.get("interval", "0")
+    if raw in ("0", 0):
+        return None  # 0 disables the limiter, as in exporter-toolkit
     match = DURATION.fullmatch(raw) if isinstance(raw, str) and raw else None
-    if match is None and raw != 0:
+    if match is None:
         raise ConfigError(f"{where}: rate_limit.interval must be a duration such as 100ms or "
                           "1s")
     interval = sum(int(n) * u for n, u in zip(match.groups(), UNITS, strict=True)
