@@ -136,3 +136,21 @@ def test_arq_counts_never_negative_while_jobs_come_and_go():
         stop.set()
         worker.join(5)
         server.stop()
+
+
+def test_bullmq_job_data_is_never_parsed():
+    """BullMQ: tqmon reads a waiting job's `timestamp` and `delay` only, never its `data` or
+    `opts` (JSON): a bomb there changes nothing (a guard: it held before issue 22 too)."""
+    server = devcluster.start_standalone()
+    client = server.client()
+    try:
+        now_ms = client.time()[0] * 1000
+        client.rpush("bull:q:wait", "1")
+        client.hset("bull:q:1", mapping={"data": BOMB, "opts": BOMB, "name": "x",
+                                         "timestamp": now_ms - 5000, "delay": 0})
+        result = run_tqmon("--schema", "bullmq", "--redis-url", server.url, "--bullmq-queues",
+                           "q", "--collectors", "queues")
+        assert result.value("tqmon_collector_up", collector="queues") == 1, result.stderr
+        assert result.value("task_queue_depth", priority="q") == 1
+    finally:
+        server.stop()
