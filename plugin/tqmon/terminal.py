@@ -79,7 +79,7 @@ def main(command: str, argv: Sequence[str]) -> int:
             return 0
         if sys.stdout is None:  # started with fd 1 closed
             raise OutputClosed
-        captured = Captured(config.password)
+        captured = Captured(config.secrets)
         root = logging.getLogger()
         root.handlers[:] = [captured]
         root.setLevel(logging.WARNING)
@@ -100,6 +100,6 @@ def main(command: str, argv: Sequence[str]) -> int:
     except Exception as exc:
         if os.environ.get("TQMON_DEBUG"):
             raise
-        line = internal_error(f"tqmon {command}", exc, config.password if config else None)
+        line = internal_error(f"tqmon {command}", exc, config.secrets if config else None)
         print(clean(line), file=sys.stderr)  # redacted
         return 1
