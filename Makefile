@@ -27,8 +27,9 @@ tests/bullmq/node_modules/.installed: tests/bullmq/package.json tests/bullmq/pac
 	cd tests/bullmq && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-catalog: install  # plugin/tqmon/catalog.json from catalog.yaml (committed; a test checks it)
-	$(BIN)/python -m devtools.catalog_source
+catalog: install  # plugin/tqmon/catalog.json from catalog.yaml, and README.md's metrics table
+	$(BIN)/python -m devtools.catalog_source  # (both committed; tests check them)
+	$(BIN)/python -m devtools.readme
 
 demo: install
 	.ci/system-deps --redis-only

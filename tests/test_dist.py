@@ -5,6 +5,7 @@ checkout on the path; the sdist rebuilt in an isolated build environment gives t
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -76,7 +77,8 @@ def test_metadata_is_complete_and_the_description_renders(dist):
         assert f"tqmon[{extra}]" in readme, extra
     assert meta["Description-Content-Type"] == "text/markdown"
     html = render(meta.get_payload(), variant="GFM")
-    assert html and "<h1>tqmon</h1>" in html and "make demo" in html
+    assert html and re.search(r"<h1[^>]*>tqmon<", html) and "make demo" in html
+    assert "<table>" in html and "<code>redis_cluster_node_up</code>" in html  # GFM tables
 
 
 def _run_installed(tqmon: Path, server: devcluster.RedisServer, cwd: Path) -> None:
