@@ -5,7 +5,8 @@ Layout (Debian's conventions for exporters and textfile collectors):
                                    PYTHONPATH, no user site), -B (the tree stays as dpkg left it)
   /usr/lib/tqmon/                  tqmon and the libraries Debian's versions are too old for
                                    (redis-py: Debian has 4.x, tqmon needs 8.x), never in the
-                                   system's Python; PyYAML comes from python3-yaml (tested)
+                                   system's Python; PyYAML and bcrypt (basic auth) come from
+                                   python3-yaml and python3-bcrypt (both tested)
   /lib/systemd/system/             tqmon.service + tqmon.timer (textfile), tqmon-listen.service
   /etc/default/tqmon               ARGS= and every option, commented (generated from the parser:
                                    deploy/debian/tqmon.default, committed, a test checks it)
@@ -170,8 +171,7 @@ def _control(version: str, installed_kib: int) -> str:
         Maintainer: {MAINTAINER}
         Installed-Size: {installed_kib}
         Depends: python3 (>= 3.10), python3-yaml, adduser
-        Recommends: prometheus-node-exporter
-        Suggests: python3-bcrypt
+        Recommends: prometheus-node-exporter, python3-bcrypt
         Section: net
         Priority: optional
         Description: Prometheus metrics for Redis-backed task queues

@@ -4,15 +4,18 @@ against a real redis-server, then `dpkg --purge` leaving nothing behind."""
 
 from __future__ import annotations
 
+import base64
 import os
 import shlex
 import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import bcrypt
 import pytest
 from helpers import check_exposition, read_textfile
 
@@ -189,41 +192,53 @@ def _free_port() -> int:
 
 
 def test_the_listen_services_command_line_as_the_tqmon_user(installed, server):
+    """As systemd starts it: the unit's user and group, which may read /etc/tqmon (0640
+    root:tqmon); basic auth from the web config, checked by Debian's python3-bcrypt."""
     env_file = Path("/etc/default/tqmon")
     secret = _password_file()
+    web = Path("/etc/tqmon/web.yml")
+    web.write_text("basic_auth_users:\n  prometheus: "
+                   + bcrypt.hashpw(b"scrape-pw", bcrypt.gensalt(4)).decode() + "\n")
+    shutil.chown(web, "root", "tqmon")
+    web.chmod(0o640)
     port = _free_port()
     text = env_file.read_text()
     text = text.replace('ARGS=""', f'ARGS="--redis-url {server.url} --cluster-name listen '
                         f'--password-file {secret}"')
     text = text.replace('#LISTEN_ARGS="--listen :9840"',
-                        f'LISTEN_ARGS="--listen 127.0.0.1:{port}"')
+                        f'LISTEN_ARGS="--listen 127.0.0.1:{port} --web-config-file {web}"')
     env_file.write_text(text)
     argv, env = _exec_start("tqmon-listen.service", env_file)
-    assert argv[:1] == ["/usr/bin/tqmon"] and argv[-2:] == ["--listen", f"127.0.0.1:{port}"]
+    assert argv[0] == "/usr/bin/tqmon" and argv[-4:-2] == ["--listen", f"127.0.0.1:{port}"]
     unit = (UNIT_DIR / "tqmon-listen.service").read_text()
     assert "User=tqmon" in unit and "NoNewPrivileges=yes" in unit
-    # as systemd would start it: the unit's user, its group (which may read the password file)
     proc = subprocess.Popen(["setpriv", "--reuid", "tqmon", "--regid", "tqmon", "--init-groups",
                              "--no-new-privs", *argv], env=_clean_env(**env), cwd="/",
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    auth = "Basic " + base64.b64encode(b"prometheus:scrape-pw").decode()
     try:
-        body = _get(f"http://127.0.0.1:{port}/healthz", proc)
-        metrics = _get(f"http://127.0.0.1:{port}/metrics", proc)
+        assert _get(f"http://127.0.0.1:{port}/healthz", proc, auth) == "ok\n"
+        metrics = _get(f"http://127.0.0.1:{port}/metrics", proc, auth)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert refused.value.code == 401
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
-    assert body is not None
     samples = check_exposition(metrics)
     assert [s.value for s in samples if s.name == "redis_cluster_node_up"] == [1.0], err
     assert proc.returncode == 0 and "Traceback" not in err, err
 
 
-def _get(url: str, proc: subprocess.Popen, timeout: float = 20) -> str:
+def _get(url: str, proc: subprocess.Popen, auth: str, timeout: float = 20) -> str:
     end = time.monotonic() + timeout
+    request = urllib.request.Request(url, headers={"Authorization": auth})
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=5) as response:
                 return response.read().decode()
+        except urllib.error.HTTPError:
+            raise
         except OSError:
             if proc.poll() is not None or time.monotonic() > end:
                 raise AssertionError(f"{url}: {proc.poll()} {proc.stderr.read()}") from None
