@@ -17,7 +17,7 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-from helpers import check_exposition, read_textfile
+from helpers import check_exposition, env_without_checkout, read_textfile
 
 from devtools import ROOT, debian, devcluster
 
@@ -88,11 +88,24 @@ def server():
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("TQMON_")}
-    env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
-    env.update(extra)
-    return env
+    return env_without_checkout(PATH="/usr/sbin:/usr/bin:/sbin:/bin", **extra)
+
+
+def test_the_man_page_and_usr_share_are_the_generated_ones(installed):
+    """The man page is help2man on this --help: every option is in it; the dashboard and the
+    rules are the committed generated files, byte for byte."""
+    import gzip
+
+    from tqmon.config import build_parser
+
+    page = gzip.decompress(Path("/usr/share/man/man1/tqmon.1.gz").read_bytes()).decode()
+    for action in build_parser()._actions:
+        for flag in action.option_strings:
+            assert flag.replace("-", "\\-") in page, flag
+    share = Path("/usr/share/tqmon")
+    assert (share / "tqmon.json").read_bytes() == (ROOT / "dashboards/tqmon.json").read_bytes()
+    assert (share / "tqmon-rules.yaml").read_bytes() == (
+        ROOT / "alerts/tqmon-rules.yaml").read_bytes()
 
 
 def test_the_units_verify(installed):

@@ -4,7 +4,6 @@ checkout on the path; the sdist rebuilt in an isolated build environment gives t
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
-from helpers import check_exposition
+from helpers import check_exposition, env_without_checkout
 from readme_renderer.markdown import render
 
 from devtools import devcluster
@@ -22,14 +21,6 @@ from devtools import devcluster
 ROOT = Path(__file__).resolve().parent.parent
 DIST = ROOT / "build" / "dist"
 BIN = Path(sys.executable).parent
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    """No checkout on the path: no PYTHONPATH (make exports it), no TQMON_* settings."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("TQMON_")}
-    env.update(extra)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +73,7 @@ def test_metadata_is_complete_and_the_description_renders(dist):
 
 
 def _run_installed(tqmon: Path, server: devcluster.RedisServer, cwd: Path) -> None:
-    env = _clean_env()
+    env = env_without_checkout()
     version = subprocess.run([str(tqmon), "--version"], capture_output=True, text=True,
                              env=env, cwd=cwd, timeout=30)
     assert version.returncode == 0 and version.stdout.startswith("tqmon "), version
@@ -105,7 +96,7 @@ def test_a_fresh_venv_installs_the_wheel_with_pip(dist, server, tmp_path):
                    timeout=60)
     pip = subprocess.run([str(BIN / "pip"), "--python", str(venv / "bin" / "python"), "install",
                           "-q", str(wheel)], capture_output=True, text=True, timeout=240,
-                         env=_clean_env(), cwd=tmp_path)
+                         env=env_without_checkout(), cwd=tmp_path)
     assert pip.returncode == 0, pip.stderr
     _run_installed(venv / "bin" / "tqmon", server, tmp_path)
 
@@ -113,7 +104,7 @@ def test_a_fresh_venv_installs_the_wheel_with_pip(dist, server, tmp_path):
 def test_pipx_installs_the_wheel(dist, server, tmp_path):
     _, wheel = dist
     home, bindir = tmp_path / "pipx", tmp_path / "bin"
-    env = _clean_env(PIPX_HOME=str(home), PIPX_BIN_DIR=str(bindir),
+    env = env_without_checkout(PIPX_HOME=str(home), PIPX_BIN_DIR=str(bindir),
                      PIPX_MAN_DIR=str(tmp_path / "man"))
     pipx = subprocess.run([str(BIN / "pipx"), "install", "--python", sys.executable, str(wheel)],
                           capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
@@ -146,7 +137,7 @@ def test_the_sdist_rebuilt_in_isolation_gives_the_same_wheel(dist, tmp_path):
     out = tmp_path / "out"
     build = subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(out),
                             str(src)], capture_output=True, text=True, timeout=300,
-                           env=_clean_env(), cwd=tmp_path)
+                           env=env_without_checkout(), cwd=tmp_path)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     assert "Creating isolated environment" in build.stdout + build.stderr
     (rebuilt,) = out.glob("tqmon-*.whl")
