@@ -189,7 +189,11 @@ def test_the_timer_services_command_line_writes_the_textfile(installed, server):
     argv, env = _exec_start("tqmon.service", env_file)
     assert argv[0] == "/usr/bin/tqmon" and argv[-2:] == ["--textfile", str(PROM)]
     PROM.unlink(missing_ok=True)
-    run = subprocess.run(argv, capture_output=True, text=True, env=_clean_env(**env), cwd="/",
+    unit = (UNIT_DIR / "tqmon.service").read_text()
+    assert "CapabilityBoundingSet=\n" in unit and "NoNewPrivileges=yes" in unit
+    # as the unit runs it: root with an empty capability bounding set, no new privileges
+    run = subprocess.run(["setpriv", "--bounding-set", "-all", "--no-new-privs", *argv],
+                         capture_output=True, text=True, env=_clean_env(**env), cwd="/",
                          timeout=30)
     assert run.returncode == 0 and not run.stdout and not run.stderr, run
     result = read_textfile(PROM)
