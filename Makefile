@@ -59,7 +59,8 @@ clean:
 #                  the sdist, so the sdist is complete); twine check on both. No network: the
 #                  venv's setuptools, not an isolated build environment.
 # make deb         build/tqmon_V_all.deb (devtools/debian.py; the man page from `tqmon --help`)
-# make kubernetes  deploy/kubernetes/ from the rule file (committed; a test checks it is current)
+# make kubernetes [VALUES=FILE]  deploy/kubernetes/ from the rule file (committed; a test checks
+#                  it is current); with VALUES (the redis_exporter chart's names) build/kubernetes/
 dist: install
 	rm -rf build/dist && mkdir -p build
 	$(BIN)/python -m build --no-isolation --outdir build/dist . >build/dist.log 2>&1 \
@@ -70,7 +71,8 @@ deb: install
 	$(BIN)/python -m devtools.debian --output build
 
 kubernetes: install alerts
-	$(BIN)/python -m devtools.kubernetes --output deploy/kubernetes
+	$(BIN)/python -m devtools.kubernetes \
+	  $(if $(VALUES),--values $(VALUES) --output build/kubernetes,--output deploy/kubernetes)
 
 # --- Provisioning: Grafana dashboard and Prometheus rules, generated from the metric catalog ----
 # make dashboards [GRAFANA_DASHBOARDS_DIR=DIR] [OVERRIDES=FILE]  dashboard JSON (and the rules);

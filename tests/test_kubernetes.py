@@ -130,3 +130,28 @@ def test_the_prometheusrule_is_the_rule_file(rendered, tmp_path):
     check = subprocess.run(["promtool", "check", "rules", str(extracted)], capture_output=True,
                            text=True, timeout=60)
     assert check.returncode == 0 and "SUCCESS" in check.stdout, check.stdout + check.stderr
+
+
+def test_values_override_the_chart_named_settings():
+    """--values FILE: the redis_exporter chart's names, deep-merged over the defaults."""
+    docs = kubernetes.manifests({
+        "redisAddress": "redis://redis-0.redis:6379,redis://redis-1.redis:6379",
+        "auth": {"enabled": False},
+        "serviceMonitor": {"interval": "15s", "labels": {"release": "kube-prometheus-stack"}},
+        "prometheusRule": {"additionalLabels": {"release": "kube-prometheus-stack"}},
+        "extraArgs": {"schema": "celery", "read-only": True}})
+    deployment = yaml.safe_load(docs["base/deployment.yaml"])
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["env"] == [{"name": "TQMON_REDIS_URL",
+                                 "value": "redis://redis-0.redis:6379,redis://redis-1.redis:6379"}]
+    assert "--password-file" not in container["args"]
+    assert container["args"][-3:] == ["--schema", "celery", "--read-only"]
+    monitor = yaml.safe_load(docs["servicemonitor.yaml"])
+    assert monitor["spec"]["endpoints"][0]["interval"] == "15s"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"  # the rest stays
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    rule = yaml.safe_load(docs["base/prometheusrule.yaml"])
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    for name in ("base/deployment.yaml", "servicemonitor.yaml", "base/prometheusrule.yaml"):
+        obj = yaml.safe_load(docs[name])
+        assert list(_validator(obj["kind"]).iter_errors(obj)) == [], name
