@@ -34,7 +34,7 @@ SUBCOMMANDS = ("status", "doctor")  # `tqmon status ...`, `tqmon doctor ...`: se
 def _setup_logging(config: Config | None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("tqmon: %(message)s"))
-    handler.addFilter(_Redact(config.password if config else None))
+    handler.addFilter(_Redact(config.secrets if config else None))
     handler.addFilter(CleanLog())  # after redaction: names from Redis never act on a terminal
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("TQMON_DEBUG"):
             raise
-        line = internal_error("tqmon", exc, config.password if config else None)
+        line = internal_error("tqmon", exc, config.secrets if config else None)
         print(clean(line), file=sys.stderr)  # redacted
         return 1
 

@@ -19,6 +19,10 @@ from . import __version__, contract
 from .configfile import SECRET_MAX_BYTES, ConfigError, check_types, load_yaml, read_bounded, text
 from .configfile import seconds as _seconds
 from .schemas import SCHEMAS
+from .sentineloptions import ENV_NAMES as SENTINEL_ENV_NAMES
+from .sentineloptions import SentinelOptions
+from .sentineloptions import add_arguments as add_sentinel_arguments
+from .sentineloptions import resolve as resolve_sentinel
 
 __all__ = ["Config", "ConfigError", "Target", "build_parser", "load"]
 
@@ -98,6 +102,20 @@ class Config:
     bullmq_prefix: str = "bull"
     bullmq_queues: tuple[str, ...] = ()  # () = the queues connected workers name (CLIENT LIST)
     warnings: tuple[str, ...] = ()
+    sentinel: SentinelOptions | None = None  # set: the master comes from these sentinels
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every password this run holds, for redaction."""
+        found = [self.password, self.sentinel.password if self.sentinel else None]
+        return tuple(s for s in found if s)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the data nodes are reached over TLS."""
+        if self.sentinel is not None:
+            return self.sentinel.tls
+        return any(t.tls for t in self.targets)
 
     @property
     def streams(self) -> tuple[tuple[str, str], ...]:
@@ -108,6 +126,8 @@ class Config:
     @property
     def db(self) -> int:
         """The database the queue's keys live in: the first URL's /N (0 in a cluster)."""
+        if self.sentinel is not None:
+            return self.sentinel.db
         return self.targets[0].db if self.targets else 0
 
 
@@ -129,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-url", metavar="URL", action="append", dest="redis_url",
                    help=f"seed node, repeatable (env {ENV_URL}, comma-separated; "
                    f"default {DEFAULT_URL}); redis:// or rediss://")
+    add_sentinel_arguments(p)
     p.add_argument("--username", metavar="NAME", help="ACL username")
     p.add_argument("--password-file", metavar="PATH", help="file holding the password")
     p.add_argument("--tls-ca-file", metavar="PATH", help="CA bundle to verify the server")
@@ -310,7 +331,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Resolve the configuration: flags, then environment, then config file, then defaults."""
     src = _sources(argv, os.environ if env is None else env)
     warnings: list[str] = []
-    targets, url_user, url_password = _redis_urls(src, warnings)
+    sentinel = _sentinel(src, warnings)
+    targets, url_user, url_password = ((), None, None) if sentinel else _redis_urls(src, warnings)
     output = _output(src)
     native = _native(src)
     schema = _schema(src, requeue=native["requeue_orphans"])
@@ -319,7 +341,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         username=src.pick("username") or url_user,
         password=_password(src, url_password),
         cluster_name=src.pick("cluster_name", "default"),
-        **_tls(src, targets),
+        **_tls(src, targets, sentinel),
         **output,
         **native,
         # never write theirs; a schema with memory writes only tqmon's own {P} keys
@@ -327,6 +349,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                                                        or SCHEMAS[schema["schema"]].memory),
         **schema,
         warnings=tuple(warnings),
+        sentinel=sentinel,
     )
 
 
@@ -334,7 +357,7 @@ def _sources(argv: Sequence[str] | None, env: Mapping[str, str]) -> _Sources:
     """Precedence's inputs: the parsed flags, the environment and the config file they name."""
     flags = vars(build_parser().parse_args(argv))
     _check_flags(flags)
-    for name in (ENV_URL, ENV_PASSWORD, ENV_CONFIG):
+    for name in (ENV_URL, ENV_PASSWORD, ENV_CONFIG, *SENTINEL_ENV_NAMES):
         if name in env:
             text(env[name], name)
     config_path = flags.get("config") or env.get(ENV_CONFIG)
@@ -365,6 +388,22 @@ def _redis_urls(src: _Sources, warnings: list[str]
     return targets, url_user, url_password
 
 
+def _sentinel(src: _Sources, warnings: list[str]) -> SentinelOptions | None:
+    """--sentinel / a redis+sentinel:// URL (sentineloptions), or None for seeds."""
+    if "redis_url" in src.flags:
+        urls = src.flags["redis_url"]
+    elif src.env.get(ENV_URL):
+        urls = _as_list(src.env[ENV_URL], ENV_URL)
+    elif "redis_url" in src.file:
+        urls = _as_list(src.file["redis_url"], "redis_url")
+    else:
+        urls = []
+    sentinel, more = resolve_sentinel(src.flags, src.env, src.file, urls, _read_secret,
+                                      _as_list)
+    warnings += more
+    return sentinel
+
+
 def _password(src: _Sources, url_password: str | None) -> str | None:
     """--password-file > TQMON_REDIS_PASSWORD > the file's password_file > the URL's."""
     if "password_file" in src.flags:
@@ -376,7 +415,8 @@ def _password(src: _Sources, url_password: str | None) -> str | None:
     return url_password
 
 
-def _tls(src: _Sources, targets: tuple[Target, ...]) -> dict[str, Any]:
+def _tls(src: _Sources, targets: tuple[Target, ...], sentinel: SentinelOptions | None
+         ) -> dict[str, Any]:
     """TLS to Redis: readable regular files, only with a rediss:// URL, cert and key together."""
     files = {}
     for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
@@ -390,7 +430,8 @@ def _tls(src: _Sources, targets: tuple[Target, ...]) -> dict[str, Any]:
             files[key] = value
     insecure = src.pick("tls_insecure", False)
     server_name = src.pick("tls_server_name")
-    if (files or server_name or insecure) and not any(t.tls for t in targets):
+    uses_tls = sentinel.tls if sentinel else any(t.tls for t in targets)
+    if (files or server_name or insecure) and not uses_tls:
         raise ConfigError("TLS options are set but no URL uses rediss://")
     if ("tls_cert_file" in files) != ("tls_key_file" in files):
         raise ConfigError("--tls-cert-file and --tls-key-file go together")

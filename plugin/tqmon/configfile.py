@@ -22,7 +22,8 @@ BOOLS = frozenset({"tls_insecure", "read_only", "requeue_orphans"})
 TEXTS = frozenset({"username", "password_file", "tls_ca_file", "tls_cert_file", "tls_key_file",
                    "tls_server_name", "cluster_name", "textfile", "listen", "prefix", "schema",
                    "format", "dramatiq_namespace", "web_config_file", "worker_pool_pattern",
-                   "celery_key_prefix", "bullmq_prefix"})
+                   "celery_key_prefix", "bullmq_prefix", "sentinel_master",
+                   "sentinel_username", "sentinel_password_file"})
 NUMBERS = frozenset({"timeout", "interval", "heartbeat_ttl", "dead_retention", "rq_worker_ttl",
                      "dramatiq_heartbeat_timeout", "celery_visibility_timeout",
                      "celery_heartbeat_interval", "arq_health_check_interval",
@@ -30,7 +31,7 @@ NUMBERS = frozenset({"timeout", "interval", "heartbeat_ttl", "dead_retention", "
 INTEGERS = frozenset({"max_redeliveries"})
 COUNT_OR_ALL = frozenset({"max_worker_series"})  # a whole number, or the string "all"
 LISTS = frozenset({"redis_url", "collectors", "group", "dramatiq_queues", "celery_queues",
-                   "arq_queues", "bullmq_queues"})  # str or [str]
+                   "arq_queues", "bullmq_queues", "sentinel"})  # str or [str]
 QUEUES = frozenset({"queue"})  # NAME=STREAM str, a list of them, or {name: stream}
 
 

@@ -76,7 +76,7 @@ def main(command: str, argv: Sequence[str]) -> int:
         if config is None:
             sys.stdout.write(USAGE[command])
             return 0
-        captured = Captured(config.password)
+        captured = Captured(config.secrets)
         root = logging.getLogger()
         root.handlers[:] = [captured]
         root.setLevel(logging.WARNING)
@@ -98,6 +98,6 @@ def main(command: str, argv: Sequence[str]) -> int:
     except Exception as exc:
         if os.environ.get("TQMON_DEBUG"):
             raise
-        line = internal_error(f"tqmon {command}", exc, config.password if config else None)
+        line = internal_error(f"tqmon {command}", exc, config.secrets if config else None)
         print(clean(line), file=sys.stderr)  # redacted
         return 1
