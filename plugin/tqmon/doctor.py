@@ -31,6 +31,7 @@ from .parallel import Deadline, run_parallel
 from .redaction import redact
 from .run import collect_once
 from .screen import Captured, Style, style_for
+from .termsafe import clean
 from .topology import Node, Topology, discover
 
 DATADOG_LIMIT = 2000  # the Datadog OpenMetrics check's default max_returned_metrics
@@ -572,10 +573,11 @@ def format_finding(finding: Finding, style: Style, secret: str | None) -> str:
     mark = style.mark(finding.level)
     pad = " " if style.color else " " * (5 - len(mark))
     indent = " " * 14
-    body = textwrap.wrap(redact(finding.text, secret), WIDTH - 14) or [""]
-    lines = [f"{mark}{pad}{finding.topic:<8} {body[0]}", *(indent + b for b in body[1:])]
+    # cleaned before wrapping: key and worker names in a finding come from Redis
+    body = textwrap.wrap(clean(redact(finding.text, secret)), WIDTH - 14) or [""]
+    lines = [f"{mark}{pad}{clean(finding.topic):<8} {body[0]}", *(indent + b for b in body[1:])]
     for fix in finding.fixes:
-        fix = redact(fix, secret)
+        fix = clean(redact(fix, secret))
         if fix.startswith("ACL SETUSER"):
             lines.append(f"{indent}{style.dim('fix:')} {fix}")
         else:

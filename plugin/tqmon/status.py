@@ -24,6 +24,7 @@ from .config import Config
 from .model import Histogram, Samples
 from .run import collect_once
 from .screen import Captured, Style, style_for
+from .termsafe import clean_all
 
 JSON_VERSION = 1  # bumped only when a key changes meaning or goes away
 WIDTH = 80
@@ -207,7 +208,9 @@ def _cut(text: str, width: int) -> str:
 
 
 def render(doc: dict[str, Any], style: Style, height: int | None = None) -> str:
-    """The document as text for a person, each line at most 80 columns (colour codes aside)."""
+    """The document as text for a person, each line at most 80 columns (colour codes aside).
+    Every string in it is cleaned first: names from Redis never act on the terminal."""
+    doc = clean_all(doc)
     lines: list[str] = []
     width_mark = 1 if style.color else 2
     plain = {"ok": "", "warning": "!", "problem": "!!"}  # grep '^!' finds what is wrong

@@ -20,6 +20,7 @@ from typing import Any
 from .config import Config, ConfigError, load
 from .redaction import internal_error
 from .screen import Captured
+from .termsafe import clean
 
 # Options that only make sense for the exec plugin: refused, so nobody waits for a textfile.
 EXEC_ONLY = ("textfile", "interval", "listen", "web_config_file")
@@ -87,7 +88,7 @@ def main(command: str, argv: Sequence[str]) -> int:
 
         return doctor.main(config, captured)
     except ConfigError as exc:
-        print(f"tqmon {command}: error: {exc}", file=sys.stderr)
+        print(clean(f"tqmon {command}: error: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -98,5 +99,5 @@ def main(command: str, argv: Sequence[str]) -> int:
         if os.environ.get("TQMON_DEBUG"):
             raise
         line = internal_error(f"tqmon {command}", exc, config.password if config else None)
-        print(line, file=sys.stderr)  # redacted
+        print(clean(line), file=sys.stderr)  # redacted
         return 1

@@ -4,6 +4,7 @@ owns a key, the server's clock, and accounting for entries skipped or sanitised.
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,12 +29,34 @@ WORKER_REASONS = ("wrong_type", "missing_hash", "bad_value", "bad_latency_field"
 INF = math.inf
 
 
+class Once:
+    """What several collectors of one run need from one read (BullMQ's CLIENT LIST): the
+    first to ask reads it, the others wait and share its answer, or its error."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done: dict[str, tuple[bool, Any]] = {}
+
+    def get(self, key: str, read: Callable[[], T]) -> T:
+        with self._lock:  # reads are short and few: one lock for all keeps this simple
+            if key not in self._done:
+                try:
+                    self._done[key] = (True, read())
+                except Exception as exc:  # shared like a value; raised to every caller
+                    self._done[key] = (False, exc)
+            ok, value = self._done[key]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True)
 class Context:
     config: Config
     topology: Topology
     deadline: Deadline
     failures: Failures = field(default_factory=Failures)
+    once: Once = field(default_factory=Once)
 
 
 Collect = Callable[[Context], Samples]
