@@ -44,7 +44,7 @@ demo-stack: install system-deps
 	  --output build/demo-stack/tqmon-rules.yaml
 	$(BIN)/python -m devtools.stack --rules build/demo-stack/tqmon-rules.yaml
 
-# docs/img/dashboard.png: the demo stack headless for 150 s (a worker killed, a backlog), every
+# docs/img/dashboard.png: the demo stack headless for 120 s (a worker killed, a backlog), every
 # panel's queries read from its Prometheus, the dashboard drawn as Grafana lays it out. Fails,
 # naming the panel, when a panel not in dashboards/demo-empty-panels.yaml shows nothing.
 dashboard-png: install system-deps

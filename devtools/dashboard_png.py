@@ -10,7 +10,7 @@ A panel whose queries return nothing fails the run, named, unless dashboards/dem
 lists it with the reason it is empty for this fleet (another queue system's panel, an event the
 demo does not cause).
 
-    python -m devtools.dashboard_png [--seconds 150] [--output docs/img/dashboard.png]
+    python -m devtools.dashboard_png [--seconds 120] [--output docs/img/dashboard.png]
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def render(seconds: float, output: Path, dashboard_path: Path = DASHBOARD,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.dashboard_png", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=150, help="how long to collect")
+    parser.add_argument("--seconds", type=float, default=120, help="how long to collect")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument("--replay", action="store_true",
                         help=f"draw the last run's data again ({REPLAY.relative_to(ROOT)})")
