@@ -238,7 +238,8 @@ def stat(canvas: Canvas, data: PanelData, window: TimeRange) -> None:
         finite = [v for v in s.values if not math.isnan(v)] or [0]
         spark.set_ylim(min(0, min(finite)), max(finite) * 1.1 or 1)
         label = s.name if len(series) > 1 else ""
-        fontsize = max(9, min(26, size[1] * 0.33, size[0] / max(len(text), 1) * 1.3))
+        # a bold character is about 0.7 em wide, and a point 1.39 px at 100 dpi
+        fontsize = max(7, min(26, size[1] * 0.33, (size[0] - 16) / max(len(text), 1)))
         canvas.text(sx + size[0] / 2, stop + size[1] * 0.22 - (6 if label else 0), text,
                     fontsize=fontsize, ha="center", color=col, fontweight="bold")
         if label:
@@ -321,8 +322,26 @@ def heatmap(canvas: Canvas, data: PanelData, window: TimeRange) -> None:
     ax.set_ylim(0, len(rows))
 
 
-DRAW = {"timeseries": timeseries, "stat": stat, "state-timeline": state_timeline,
-        "heatmap": heatmap}
+def table(canvas: Canvas, data: PanelData, window: TimeRange) -> None:
+    """One line per series: its name and last value, coloured as a stat's would be."""
+    x, top, w, h = _frame(canvas, data.panel)
+    series = [s for target in data.series for s in target]
+    unit, lines = _unit(data.panel), int((h - 20) // 15)
+    canvas.text(x + 8, top, "Name", fontsize=7, color=WEAK, fontweight="bold")
+    canvas.text(x + w - 8, top, "Last", fontsize=7, color=WEAK, fontweight="bold", ha="right")
+    for n, s in enumerate(series[:lines]):
+        last = next((v for v in reversed(s.values) if not math.isnan(v)), math.nan)
+        text, col = _mapped(data.panel, last) or (fmt(last, unit),
+                                                  _threshold_colour(data.panel, last))
+        canvas.text(x + 8, top + 16 + n * 15, s.name[:int(w / 6.5) - 12], fontsize=7)
+        canvas.text(x + w - 8, top + 16 + n * 15, text, fontsize=7, color=col, ha="right")
+    if not series:
+        canvas.text(x + w / 2, top + h / 2 - 10, "No data", fontsize=9, ha="center", color=WEAK)
+
+
+# gauge and bargauge show what a stat shows (the last value, coloured by thresholds)
+DRAW = {"timeseries": timeseries, "stat": stat, "gauge": stat, "bargauge": stat,
+        "state-timeline": state_timeline, "heatmap": heatmap, "table": table}
 
 
 def draw(dashboard: dict[str, Any], panels: list[PanelData], window: TimeRange,
@@ -347,6 +366,8 @@ def draw(dashboard: dict[str, Any], panels: list[PanelData], window: TimeRange,
             canvas.text(x + 2, top + 6, "\u2304  " + panel["title"], fontsize=10.5,
                         fontweight="bold")
             continue
+        if panel["type"] not in DRAW:
+            raise ValueError(f"panel {panel['title']!r}: no drawing for type {panel['type']}")
         DRAW[panel["type"]](canvas, by_id[panel["id"]], window)
     output.parent.mkdir(parents=True, exist_ok=True)
     canvas.fig.savefig(output, dpi=DPI, facecolor=BACKGROUND)
