@@ -63,3 +63,16 @@ def test_a_list_naming_a_panel_the_dashboard_lacks_is_refused(run):
     _, _, data, _ = run
     with pytest.raises(ValueError, match="lacks"):
         dashboard_png.check(data, {"No such panel": "why"})
+
+
+def test_a_table_draws_and_a_panel_type_it_cannot_draw_is_named(run, tmp_path):
+    dashboard, _, data, _ = run
+    depth = next(p for p in panels(dashboard) if p["title"] == "Queue depth")
+    window = dashboard_png.panel_data.TimeRange(data[0].times[0], data[0].times[-1], 1)
+    small = {**dashboard, "panels": [{**depth, "type": "table", "gridPos": {
+        "x": 0, "y": 0, "w": 8, "h": 8}}]}
+    dashboard_png.dashboard_draw.draw(small, data, window, tmp_path / "table.png")
+    assert (tmp_path / "table.png").stat().st_size > 1000
+    small["panels"][0]["type"] = "piechart"
+    with pytest.raises(ValueError, match="'Queue depth': no drawing for type piechart"):
+        dashboard_png.dashboard_draw.draw(small, data, window, tmp_path / "pie.png")
