@@ -30,6 +30,9 @@ tests/bullmq/node_modules/.installed: tests/bullmq/package.json tests/bullmq/pac
 catalog: install  # plugin/tqmon/catalog.json from catalog.yaml (committed; a test checks it)
 	$(BIN)/python -m devtools.catalog_source
 
+acl-docs: install  # the ACLs in docs/operations.md and docs/heartbeat-contract.md, from acl.py
+	$(BIN)/python -m devtools.acl_docs
+
 demo: install
 	.ci/system-deps --redis-only
 	$(BIN)/python -m devtools.demo

@@ -128,13 +128,18 @@ def panel(spec: views.PanelSpec, panel_id: int, pos: G.GridPos) -> G.Panel:
         "thresholds": _thresholds(spec), "maxDataPoints": None,
     }
     unit_json = {"fieldConfig": {"defaults": {"unit": spec.unit}, "overrides": []}}
+    # the catalog's empty-state text (a feature not in use), shown instead of Grafana's "No data"
+    empty = {"fieldConfig": {"defaults": {"noValue": spec.no_data}}} if spec.no_data else None
+    if empty:
+        unit_json["fieldConfig"]["defaults"]["noValue"] = spec.no_data
     if spec.type == "stat":
         return G.Stat(**common, format=spec.unit, reduceCalc="lastNotNull", graphMode="area",
-                      colorMode="value", mappings=_mappings(spec), noValue="no data",
-                      color={"mode": "thresholds"})
+                      colorMode="value", mappings=_mappings(spec),
+                      noValue=spec.no_data or "no data", color={"mode": "thresholds"})
     if spec.type == "timeseries":
         return G.TimeSeries(**common, unit=spec.unit, tooltipMode="multi", tooltipSort="desc",
-                            thresholdsStyleMode="dashed" if spec.thresholds else "off")
+                            thresholdsStyleMode="dashed" if spec.thresholds else "off",
+                            extraJson=empty)
     if spec.type == "state-timeline":
         return G.StateTimeline(**common, mappings=_mappings(spec), extraJson=unit_json)
     if spec.type == "heatmap":

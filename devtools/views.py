@@ -60,6 +60,7 @@ class PanelSpec:
     states: tuple[tuple[str, str, str], ...] = ()  # (value, text, colour) for state panels
     metrics: frozenset[str] = frozenset()
     alerts: tuple[str, ...] = ()  # the alerts that fire on what the panel shows
+    no_data: str = ""  # what the panel says when it has no series (an unused feature)
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,7 @@ def _panel(raw: Any, where: str, context: dict[str, Any], cat: Catalog,
     """One panel. `alerts` holds every catalog alert by name (None when an override disabled
     it): a panel names the alerts that fire on it, and must show a metric each of them reads."""
     keys = {"title", "type", "targets", "unit", "width", "height", "description", "thresholds",
-            "states", "alerts"}
+            "states", "alerts", "no_data"}
     raw = _mapping(raw, where, keys, {"title", "type", "targets", "description"})
     where = f"{where} ({raw['title']})"
     _need(raw["type"] in PANEL_TYPES, where, f"type must be one of {PANEL_TYPES}")
@@ -364,6 +365,7 @@ def _panel(raw: Any, where: str, context: dict[str, Any], cat: Catalog,
         description=f"{description}\n\n{_alerts_line(names, alerts)}",
         thresholds=tuple(sorted(thresholds)), states=states, metrics=frozenset(metrics),
         alerts=tuple(n for n in names if alerts[n] is not None),
+        no_data=_text(raw["no_data"], where) if "no_data" in raw else "",
     )
 
 

@@ -21,8 +21,8 @@ from tqmon import catalog
 from devtools import catalog_source, views
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-ROWS = ["Overview", "Redis nodes", "Replication", "Cluster", "Pools", "Workers", "Queues",
-        "Latency",
+ROWS = ["Overview", "Redis nodes", "Replication", "Cluster", "Sentinel", "Pools", "Workers",
+        "Queues", "Latency",
         "Collector"]
 
 

@@ -13,12 +13,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from . import __version__, contract
-from .configfile import SECRET_MAX_BYTES, ConfigError, check_types, load_yaml, read_bounded, text
+from . import __version__, configvalues, contract
+from .configfile import ConfigError, check_types, load_yaml, text
 from .configfile import seconds as _seconds
+from .configvalues import Target
 from .schemas import SCHEMAS
+from .sentineloptions import ENV_NAMES as SENTINEL_ENV_NAMES
+from .sentineloptions import SentinelOptions
+from .sentineloptions import add_arguments as add_sentinel_arguments
+from .sentineloptions import resolve as resolve_sentinel
+
+# the value checks (configvalues.py), under the names this module always used
+_read_secret, _parse_url, _as_list = (configvalues.read_secret, configvalues.parse_url,
+                                      configvalues.as_list)
+_listen, _queues = configvalues.listen_address, configvalues.queue_pairs
+_count, _max_series = configvalues.whole_number, configvalues.max_series
 
 __all__ = ["Config", "ConfigError", "Target", "build_parser", "load"]
 
@@ -39,20 +49,6 @@ SIDEKIQ_HEARTBEAT_TIMEOUT = 30.0
 ENV_URL, ENV_PASSWORD, ENV_CONFIG = "TQMON_REDIS_URL", "TQMON_REDIS_PASSWORD", "TQMON_CONFIG"
 MAX_TIMEOUT = 3600.0  # seconds; far above any agent's exec timeout
 MAX_SECONDS = 1e8  # ~3 years: any longer TTL, retention or interval is a typo
-
-
-@dataclass(frozen=True)
-class Target:
-    """One seed address from a URL, without credentials."""
-
-    host: str
-    port: int
-    tls: bool
-    db: int = 0
-
-    @property
-    def address(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -98,6 +94,20 @@ class Config:
     bullmq_prefix: str = "bull"
     bullmq_queues: tuple[str, ...] = ()  # () = the queues connected workers name (CLIENT LIST)
     warnings: tuple[str, ...] = ()
+    sentinel: SentinelOptions | None = None  # set: the master comes from these sentinels
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every password this run holds, for redaction."""
+        found = [self.password, self.sentinel.password if self.sentinel else None]
+        return tuple(s for s in found if s)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the data nodes are reached over TLS."""
+        if self.sentinel is not None:
+            return self.sentinel.tls
+        return any(t.tls for t in self.targets)
 
     @property
     def streams(self) -> tuple[tuple[str, str], ...]:
@@ -108,6 +118,8 @@ class Config:
     @property
     def db(self) -> int:
         """The database the queue's keys live in: the first URL's /N (0 in a cluster)."""
+        if self.sentinel is not None:
+            return self.sentinel.db
         return self.targets[0].db if self.targets else 0
 
 
@@ -129,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-url", metavar="URL", action="append", dest="redis_url",
                    help=f"seed node, repeatable (env {ENV_URL}, comma-separated; "
                    f"default {DEFAULT_URL}); redis:// or rediss://")
+    add_sentinel_arguments(p)
     p.add_argument("--username", metavar="NAME", help="ACL username")
     p.add_argument("--password-file", metavar="PATH", help="file holding the password")
     p.add_argument("--tls-ca-file", metavar="PATH", help="CA bundle to verify the server")
@@ -220,51 +233,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _read_secret(path: str, what: str) -> str:
-    raw = read_bounded(path, what, SECRET_MAX_BYTES)
-    try:
-        secret = raw.decode("utf-8").rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise ConfigError(f"cannot read {what} {path}: not UTF-8 text") from None
-    if not secret:
-        raise ConfigError(f"{what} {path} is empty")
-    return secret
-
-
-def _parse_url(url: str) -> tuple[Target, str | None, str | None]:
-    """Return the target and any username/password the URL carries; errors never echo it.
-
-    A password with an unencoded `@` followed by `/`, `?` or `#` would split the URL in the
-    wrong place and put the password's tail in the host name (and in a DNS lookup, a label and
-    an error text): any `@` after the authority is refused, and an error about a URL that
-    carries credentials shows its scheme only."""
-    text(url, "redis_url")
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        parts, port = None, None
-    secret = "@" in url
-    safe = "the URL" if parts is None or secret else f"{parts.scheme}://{parts.hostname or ''}"
-    if parts is not None and "@" in parts.path + parts.query + parts.fragment:
-        raise ConfigError("invalid Redis URL in redis_url: an @ after the host; a user name "
-                          "or password that contains @, /, ? or # must be URL-encoded "
-                          "(%40, %2F, %3F, %23)")
-    if parts is None or parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise ConfigError(f"invalid Redis URL ({safe}...): expected redis://host:port or "
-                          "rediss://host:port")
-    if port == 0:
-        raise ConfigError(f"invalid Redis URL ({safe}...): port 0 is not a port")
-    path = parts.path.strip("/")
-    if path and not (path.isascii() and path.isdigit()):
-        raise ConfigError(f"invalid Redis URL ({safe}...): the path must be a database number")
-    target = Target(parts.hostname, 6379 if port is None else port,
-                    tls=parts.scheme == "rediss", db=int(path or 0))
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return target, user, password
-
-
 def _load_file(path: str) -> dict[str, Any]:
     data = load_yaml(path)
     if data is None:
@@ -286,14 +254,6 @@ def _check_flags(flags: dict[str, Any]) -> None:
                 text(item, "--" + key.replace("_", "-"))
 
 
-def _as_list(value: Any, what: str) -> list[str]:
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    raise ConfigError(f"{what} must be a string or a list of strings")
-
-
 class _Sources:
     """Where each option comes from: a flag wins over the config file, the file over the
     option's default. (Only the URL, the password and the config path also have an env var.)"""
@@ -310,7 +270,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Resolve the configuration: flags, then environment, then config file, then defaults."""
     src = _sources(argv, os.environ if env is None else env)
     warnings: list[str] = []
-    targets, url_user, url_password = _redis_urls(src, warnings)
+    sentinel = _sentinel(src, warnings)
+    targets, url_user, url_password = ((), None, None) if sentinel else _redis_urls(src, warnings)
     output = _output(src)
     native = _native(src)
     schema = _schema(src, requeue=native["requeue_orphans"])
@@ -319,7 +280,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         username=src.pick("username") or url_user,
         password=_password(src, url_password),
         cluster_name=src.pick("cluster_name", "default"),
-        **_tls(src, targets),
+        **_tls(src, targets, sentinel),
         **output,
         **native,
         # never write theirs; a schema with memory writes only tqmon's own {P} keys
@@ -327,6 +288,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                                                        or SCHEMAS[schema["schema"]].memory),
         **schema,
         warnings=tuple(warnings),
+        sentinel=sentinel,
     )
 
 
@@ -334,7 +296,7 @@ def _sources(argv: Sequence[str] | None, env: Mapping[str, str]) -> _Sources:
     """Precedence's inputs: the parsed flags, the environment and the config file they name."""
     flags = vars(build_parser().parse_args(argv))
     _check_flags(flags)
-    for name in (ENV_URL, ENV_PASSWORD, ENV_CONFIG):
+    for name in (ENV_URL, ENV_PASSWORD, ENV_CONFIG, *SENTINEL_ENV_NAMES):
         if name in env:
             text(env[name], name)
     config_path = flags.get("config") or env.get(ENV_CONFIG)
@@ -365,6 +327,22 @@ def _redis_urls(src: _Sources, warnings: list[str]
     return targets, url_user, url_password
 
 
+def _sentinel(src: _Sources, warnings: list[str]) -> SentinelOptions | None:
+    """--sentinel / a redis+sentinel:// URL (sentineloptions), or None for seeds."""
+    if "redis_url" in src.flags:
+        urls = src.flags["redis_url"]
+    elif src.env.get(ENV_URL):
+        urls = _as_list(src.env[ENV_URL], ENV_URL)
+    elif "redis_url" in src.file:
+        urls = _as_list(src.file["redis_url"], "redis_url")
+    else:
+        urls = []
+    sentinel, more = resolve_sentinel(src.flags, src.env, src.file, urls, _read_secret,
+                                      _as_list)
+    warnings += more
+    return sentinel
+
+
 def _password(src: _Sources, url_password: str | None) -> str | None:
     """--password-file > TQMON_REDIS_PASSWORD > the file's password_file > the URL's."""
     if "password_file" in src.flags:
@@ -376,7 +354,8 @@ def _password(src: _Sources, url_password: str | None) -> str | None:
     return url_password
 
 
-def _tls(src: _Sources, targets: tuple[Target, ...]) -> dict[str, Any]:
+def _tls(src: _Sources, targets: tuple[Target, ...], sentinel: SentinelOptions | None
+         ) -> dict[str, Any]:
     """TLS to Redis: readable regular files, only with a rediss:// URL, cert and key together."""
     files = {}
     for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
@@ -390,7 +369,8 @@ def _tls(src: _Sources, targets: tuple[Target, ...]) -> dict[str, Any]:
             files[key] = value
     insecure = src.pick("tls_insecure", False)
     server_name = src.pick("tls_server_name")
-    if (files or server_name or insecure) and not any(t.tls for t in targets):
+    uses_tls = sentinel.tls if sentinel else any(t.tls for t in targets)
+    if (files or server_name or insecure) and not uses_tls:
         raise ConfigError("TLS options are set but no URL uses rediss://")
     if ("tls_cert_file" in files) != ("tls_key_file" in files):
         raise ConfigError("--tls-cert-file and --tls-key-file go together")
@@ -510,44 +490,3 @@ def _schema(src: _Sources, requeue: bool) -> dict[str, Any]:
         "bullmq_prefix": bullmq_prefix,
         "bullmq_queues": names("bullmq_queues", [], required=False),
     }
-
-
-def _listen(value: str) -> tuple[str, int]:
-    """HOST:PORT, [IPv6]:PORT, or :PORT for every address (IPv4 and IPv6)."""
-    host, _, port = value.rpartition(":")
-    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536 or (
-            ":" in host and not (host.startswith("[") and host.endswith("]"))):
-        raise ConfigError(f"--listen takes HOST:PORT, [IPv6]:PORT or :PORT "
-                          f"(e.g. 127.0.0.1:9840), not {value!r}")
-    return host.strip("[]"), int(port)
-
-
-def _queues(value: Any) -> tuple[tuple[str, str], ...]:
-    """`NAME=STREAM` strings (flags, or a list in the file) or a {name: stream} mapping."""
-    pairs = list(value.items()) if isinstance(value, dict) else [
-        tuple(item.split("=", 1)) if "=" in item else (item, "")
-        for item in _as_list(value, "queue")]
-    out = {}
-    for name, stream in pairs:
-        if not name or not stream:
-            raise ConfigError(f"--queue takes NAME=STREAM, not {name!r}")
-        out[str(name)] = str(stream)
-    return tuple(out.items())
-
-
-def _count(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
-        raise ConfigError(f"{what} must be a whole number from 0 to 1000000")
-    return value
-
-
-def _max_series(value: Any) -> int | None:
-    """--max-worker-series: a count of workers, or `all` for no cap."""
-    if isinstance(value, str) and value.strip().lower() == "all":
-        return None
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip()) if len(value.strip()) <= 9 else -1
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000_000:
-        raise ConfigError("--max-worker-series must be a count of workers (at most 100000000) "
-                          "or all")
-    return value

@@ -22,7 +22,8 @@ BOOLS = frozenset({"tls_insecure", "read_only", "requeue_orphans"})
 TEXTS = frozenset({"username", "password_file", "tls_ca_file", "tls_cert_file", "tls_key_file",
                    "tls_server_name", "cluster_name", "textfile", "listen", "prefix", "schema",
                    "format", "dramatiq_namespace", "web_config_file", "worker_pool_pattern",
-                   "celery_key_prefix", "bullmq_prefix"})
+                   "celery_key_prefix", "bullmq_prefix", "sentinel_master",
+                   "sentinel_username", "sentinel_password_file"})
 NUMBERS = frozenset({"timeout", "interval", "heartbeat_ttl", "dead_retention", "rq_worker_ttl",
                      "dramatiq_heartbeat_timeout", "celery_visibility_timeout",
                      "celery_heartbeat_interval", "arq_health_check_interval",
@@ -30,7 +31,7 @@ NUMBERS = frozenset({"timeout", "interval", "heartbeat_ttl", "dead_retention", "
 INTEGERS = frozenset({"max_redeliveries"})
 COUNT_OR_ALL = frozenset({"max_worker_series"})  # a whole number, or the string "all"
 LISTS = frozenset({"redis_url", "collectors", "group", "dramatiq_queues", "celery_queues",
-                   "arq_queues", "bullmq_queues"})  # str or [str]
+                   "arq_queues", "bullmq_queues", "sentinel"})  # str or [str]
 QUEUES = frozenset({"queue"})  # NAME=STREAM str, a list of them, or {name: stream}
 
 
@@ -44,6 +45,8 @@ def read_bounded(path: str, what: str, limit: int) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except ValueError:  # a NUL in the path
+        raise ConfigError(f"cannot read {what}: the path contains a NUL character") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -67,6 +70,8 @@ def text(value: str, what: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ConfigError(f"{what} is not valid UTF-8") from None
+    if "\0" in value:  # a NUL ends a C string: a path or key would silently be another
+        raise ConfigError(f"{what} contains a NUL character")
     return value
 
 
