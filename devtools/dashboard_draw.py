@@ -10,6 +10,7 @@ what tqmon's dashboard uses, from the dashboard JSON and panel_data's results.
 from __future__ import annotations
 
 import math
+import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -218,8 +219,11 @@ def stat(canvas: Canvas, data: PanelData, window: TimeRange) -> None:
     series = [s for target in data.series for s in target]
     unit = _unit(data.panel)
     if not series:
-        canvas.text(x + w / 2, top + h / 2 - 10, _defaults(data.panel).get("noValue", "No data"),
-                    fontsize=14, ha="center", color=WEAK)
+        text = _defaults(data.panel).get("noValue", "No data")
+        size = 14 if len(text) * 14 * 0.8 < w - 16 else 8.5  # a character is ~0.8 pt wide
+        lines = textwrap.wrap(text, max(8, int((w - 16) / (size * 0.8))))
+        canvas.text(x + w / 2, top + h / 2 - 6 * len(lines), "\n".join(lines), fontsize=size,
+                    ha="center", color=WEAK, linespacing=1.2)
         return
     across = w >= h * 1.5  # several series: side by side in a wide panel, stacked in a tall one
     size = (w / len(series), h) if across else (w, h / len(series))
