@@ -178,7 +178,8 @@ def test_one_sentinel_stopped_is_down_and_the_run_in_time(sentinels, fleet):
     stopped.signal(signal.SIGSTOP)
     try:
         result = tqmon(sentinels, "--timeout", "2")
-        assert result.returncode == 0 and result.elapsed < 2, result.elapsed
+        # the run's own deadline, plus the interpreter's start as in tests/test_failures.py
+        assert result.returncode == 0 and result.elapsed < 2 + 1, result.elapsed
         assert result.value("redis_cluster_sentinel_up", sentinel=stopped.address) == 0
         assert result.value("redis_cluster_sentinel_failed", sentinel=stopped.address,
                             reason="timeout") == 1
