@@ -10,10 +10,19 @@ from pathlib import Path
 
 import pytest
 from helpers import run_tqmon
-from sentinel_helpers import ENV, PASSWORD, master_id, poll, promtool_alerts, tqmon, worker
+from sentinel_helpers import (
+    ENV,
+    PASSWORD,
+    beating_fleet,
+    master_id,
+    poll,
+    promtool_alerts,
+    sentinel_set,
+    tqmon,
+)
 from tqmon import catalog, config
 
-from devtools.sentinels import MASTER_NAME, start_sentinels
+from devtools.sentinels import MASTER_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTINEL_METRICS = {m.name for m in catalog.default().metrics.values()
@@ -22,17 +31,12 @@ SENTINEL_METRICS = {m.name for m in catalog.default().metrics.values()
 
 @pytest.fixture(scope="module")
 def sentinels():
-    started = start_sentinels(password=PASSWORD)
-    yield started
-    started.stop()
+    yield from sentinel_set()
 
 
 @pytest.fixture(scope="module")
 def fleet(sentinels):
-    started = [worker(sentinels, f"sentinel-reader-{i}") for i in range(2)]
-    yield started
-    for w in started:
-        w.stop()
+    yield from beating_fleet(sentinels, "sentinel-reader", 2)
 
 
 def test_options_parse_and_refuse_mixing_with_seeds():

@@ -13,27 +13,30 @@ import time
 
 import pytest
 from helpers import TQMON, check_exposition
-from sentinel_helpers import ENV, PASSWORD, TTL, master_id, poll, promtool_alerts, tqmon, worker
+from sentinel_helpers import (
+    ENV,
+    PASSWORD,
+    TTL,
+    beating_fleet,
+    master_id,
+    poll,
+    promtool_alerts,
+    sentinel_set,
+    tqmon,
+)
 from tqmon.streams import TaskStreams
-
-from devtools.sentinels import start_sentinels
 
 RUNBOOK = "https://github.com/tqmon/tqmon/blob/main/docs/runbook.md#sentinelfailover"
 
 
 @pytest.fixture(scope="module")
 def sentinels():
-    started = start_sentinels(password=PASSWORD)
-    yield started
-    started.stop()
+    yield from sentinel_set()
 
 
 @pytest.fixture(scope="module")
 def fleet(sentinels):
-    started = [worker(sentinels, f"sentinel-worker-{i}") for i in range(3)]
-    yield started
-    for w in started:
-        w.stop()
+    yield from beating_fleet(sentinels, "sentinel-worker", 3)
 
 
 def _settled(result, workers) -> bool:
