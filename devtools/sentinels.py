@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,16 @@ def redis_sentinel_binary() -> str:
     return path
 
 
+def ipv6_loopback() -> bool:
+    """Whether ::1 can be bound here: the sentinels then listen there too (--sentinel [::1]:P)."""
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 @dataclass(eq=False)
 class SentinelServer:
     """One redis-sentinel process monitoring `master_port` under MASTER_NAME."""
@@ -51,7 +62,8 @@ class SentinelServer:
 
     def start(self) -> SentinelServer:
         lines = [
-            f"port {self.port}", f"bind {HOST}", "daemonize no", f"dir {self.workdir}",
+            f"port {self.port}", f"bind {HOST}{' ::1' if ipv6_loopback() else ''}",
+            "daemonize no", f"dir {self.workdir}",
             f"logfile {self.workdir / 'sentinel.log'}",
             f"sentinel monitor {MASTER_NAME} {HOST} {self.master_port} {self.quorum}",
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}",

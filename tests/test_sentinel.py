@@ -84,6 +84,10 @@ def test_healthy_set_reads_the_master_and_fires_nothing(sentinels, fleet, tmp_pa
     assert SENTINEL_METRICS - emitted == {"redis_cluster_sentinel_failed"}
     assert PASSWORD not in result.stdout + result.stderr
     promtool_alerts(tmp_path, [(result, 15)], {})
+    ipv6 = f"[::1]:{sentinels.sentinels[0].port}"
+    mixed = run_tqmon("--sentinel", ipv6, *sentinels.args()[2:], env=ENV, secret=PASSWORD)
+    assert mixed.value("redis_cluster_sentinel_up", sentinel=ipv6) == 1
+    assert master_id(mixed) == master
 
 
 def test_status_shows_master_and_sentinels(sentinels, fleet):
