@@ -64,7 +64,8 @@ class SentinelServer:
     def start(self) -> SentinelServer:
         tls_only = any(line.startswith("tls-port") for line in self.extra)
         lines = [
-            f"port {0 if tls_only else self.port}", f"bind {HOST}{' ::1' if ipv6_loopback() else ''}",
+            f"port {0 if tls_only else self.port}",
+            f"bind {HOST}{' ::1' if ipv6_loopback() else ''}",
             "daemonize no", f"dir {self.workdir}",
             f"logfile {self.workdir / 'sentinel.log'}",
             f"sentinel monitor {MASTER_NAME} {HOST} {self.master_port} {self.quorum}",
