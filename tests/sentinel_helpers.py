@@ -16,7 +16,7 @@ from devtools.sentinels import MASTER_NAME, SentinelSet, start_sentinels
 
 PASSWORD = "s3nt1nel-pw"  # the sentinels' own password (requirepass): never printed
 ENV = {"TQMON_SENTINEL_PASSWORD": PASSWORD}
-TTL = "5"  # seconds; above the ~2 s a failover leaves no master to beat on
+TTL = "8"  # seconds: above what a failover of a stopped master takes here (~3-6 s)
 RULES = Path(__file__).resolve().parent.parent / "alerts" / "tqmon-rules.yaml"
 
 

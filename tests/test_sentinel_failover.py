@@ -23,6 +23,7 @@ from sentinel_helpers import (
     promtool_alerts,
     sentinel_set,
     tqmon,
+    worker,
 )
 from tqmon.streams import TaskStreams
 
@@ -120,6 +121,25 @@ def test_sentinel_failover_command(sentinels, fleet, tmp_path):
     victim.signal(signal.SIGKILL)
     _two_collectors_until_dead(sentinels, victim)
     _counted_once(sentinels, 1)
+
+
+def test_task_streams_consume_from_the_new_master(sentinels):
+    """A consumer (TaskStreams on the Sentinel-managed client, its own prefix) takes the tasks
+    queued on the master after a failover."""
+    consumer = worker(sentinels, "sentinel-consumer", "--consume", "--prefix", "tqc")
+    try:
+        old = sentinels.master_address()
+        new = sentinels.failover()
+        queues = TaskStreams(sentinels.server(new).client(), prefix="tqc")
+        for n in range(3):
+            queues.enqueue("high", {"payload": f"after-failover-{n}"})
+        done = poll(sentinels, lambda r: r.values("task_queue_lag", priority="high") == [0]
+                    and r.values("task_queue_pending", priority="high") == [0]
+                    and r.total("worker_tasks_processed_total") >= 3, 20,
+                    "the tasks consumed from the new master", "--prefix", "tqc")
+        assert master_id(done) == new != old
+    finally:
+        consumer.stop()
 
 
 def test_sigstopped_master_is_failed_over(sentinels, fleet):
