@@ -222,7 +222,7 @@ def test_two_of_three_down_is_quorum_lost(sentinels, fleet, tmp_path):
                  "redis_cluster_sentinel_failed says why (unreachable, timeout, auth, "
                  "no_permission, unknown_master). Fewer sentinels up brings the quorum "
                  "closer to being lost.",
-                 "runbook_url": "https://github.com/tqmon/tqmon/blob/main/docs/runbook.md"
+                 "runbook_url": "docs/runbook.md"
                                 "#sentineldown"}} for s in stopped]
     quorum = [{"exp_labels": {"severity": "critical", "cluster_name": "default",
                               "master_name": MASTER_NAME},
@@ -232,7 +232,7 @@ def test_two_of_three_down_is_quorum_lost(sentinels, fleet, tmp_path):
                    "answer SENTINEL CKQUORUM with NOQUORUM: too few of them reach each other "
                    "to agree that the master is down or to authorise a failover. If the "
                    "master fails now, no replica is promoted and the queue stops.",
-                   "runbook_url": "https://github.com/tqmon/tqmon/blob/main/docs/runbook.md"
+                   "runbook_url": "docs/runbook.md"
                                   "#sentinelquorumlost"}}]
     promtool_alerts(tmp_path, [(healthy, 5), (lost, 5)],
                     {"SentinelDown": down, "SentinelQuorumLost": quorum})

@@ -27,7 +27,7 @@ from sentinel_helpers import (
 )
 from tqmon.streams import TaskStreams
 
-RUNBOOK = "https://github.com/tqmon/tqmon/blob/main/docs/runbook.md#sentinelfailover"
+RUNBOOK = "docs/runbook.md#sentinelfailover"
 
 
 @pytest.fixture(scope="module")
