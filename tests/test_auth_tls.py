@@ -189,6 +189,10 @@ def test_tls_to_a_sentinel_and_the_master_it_names(tls):
         result = run_tqmon(*args)
         assert result.returncode == 0 and result.stderr == ""
         assert result.value("redis_cluster_node_up", node_id=tls["server"].address) == 1
+        found = run_tqmon("doctor", *args, check_output=False).stdout
+        for where in (f"127.0.0.1:{port}", tls["server"].address):
+            assert f"{where}: certificate verified for 'redis.test'" in found, found
+        assert f"127.0.0.1:{port} answers: master {tls['server'].address}" in found
         wrong = run_tqmon(*args[:4], "--tls-ca-file", tls["other_ca"], "--tls-server-name",
                           "redis.test")
         assert wrong.values("redis_cluster_sentinel_up") == [0]
