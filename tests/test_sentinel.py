@@ -22,7 +22,8 @@ from sentinel_helpers import (
 )
 from tqmon import catalog, config
 
-from devtools.sentinels import MASTER_NAME
+from devtools import devcluster
+from devtools.sentinels import MASTER_NAME, SentinelServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTINEL_METRICS = {m.name for m in catalog.default().metrics.values()
@@ -153,6 +154,27 @@ def test_doctor_checks_each_sentinel_agreement_quorum_and_acl(sentinels):
     assert "may not run SENTINEL replicas, sentinels, ckquorum" in flat, found.stdout
     assert "fix: ACL SETUSER tqmon-limited +sentinel|replicas +sentinel|sentinels " \
         "+sentinel|ckquorum" in found.stdout
+
+
+def test_disagreeing_sentinel_the_majority_wins_and_is_reported(sentinels):
+    """A fourth sentinel that names another node as the master under the same name."""
+    other = devcluster.start_standalone()
+    odd = SentinelServer(devcluster.free_port(), other.port, quorum=1, password=PASSWORD).start()
+    try:
+        devcluster.wait_for(lambda: odd.client().ping(), 15, "the odd sentinel")
+        args = [*sentinels.args()[:-2], "--sentinel", odd.address, *sentinels.args()[-2:]]
+        result = run_tqmon(*args, env=ENV, secret=PASSWORD)
+        assert master_id(result) == sentinels.master_address()
+        assert result.value("redis_cluster_sentinels_agreeing") == 3
+        assert result.values("redis_cluster_sentinel_up") == [1, 1, 1, 1]
+        assert other.address not in {s["node_id"] for s in result.series(
+            "redis_cluster_node_up")}
+        found = " ".join(run_tqmon("doctor", *args, env=ENV, check_output=False).stdout.split())
+        assert f"the sentinels disagree: 3 name {sentinels.master_address()} (followed), " \
+            f"1 name {other.address}" in found
+    finally:
+        odd.stop()
+        other.stop()
 
 
 @pytest.mark.parametrize("case", ["password", "master"])
