@@ -139,6 +139,12 @@ def test_doctor_checks_each_sentinel_agreement_quorum_and_acl(sentinels):
     assert any("agree: master" in line for line in lines)
     assert any("quorum (2) and failover authorisation reachable" in line for line in lines)
     assert any("may run the 4 SENTINEL subcommands" in line for line in lines)
+    two = ["--sentinel", sentinels.addresses[1], "--sentinel", sentinels.addresses[2],
+           "--sentinel-master", MASTER_NAME]
+    flat = " ".join(run_tqmon("doctor", *two, env=ENV, check_output=False).stdout.split())
+    assert "the sentinels know 3 sentinels, tqmon asks 2" in flat
+    assert f"fix: give every sentinel: --sentinel {sentinels.addresses[0]}" in flat
+    assert run_tqmon(*two, env=ENV).value("redis_cluster_sentinels_known") == 3
     # a sentinel user that may ask for the master only
     limited = sentinels.sentinels[0].client()
     limited.execute_command("ACL", "SETUSER", "tqmon-limited", "on", ">limited-pw",
