@@ -6,6 +6,7 @@ The two failovers run in order on one set (each test leaves it with a healthy ma
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 
 import pytest
 from helpers import TQMON, check_exposition
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from sentinel_helpers import (
     ENV,
     PASSWORD,
@@ -25,7 +27,10 @@ from sentinel_helpers import (
     tqmon,
     worker,
 )
+from tqmon.heartbeat import AsyncHeartbeat
 from tqmon.streams import TaskStreams
+
+from devtools.sentinels import MASTER_NAME
 
 RUNBOOK = "docs/runbook.md#sentinelfailover"
 
@@ -71,6 +76,25 @@ def _two_collectors_until_dead(sentinels, victim) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"{victim.name} not reported dead")
+
+
+async def _async_beat_across(sentinels) -> tuple[str, float]:
+    """Register an AsyncHeartbeat, fail over, beat once: where did the beat land, and when."""
+    sentinel = AsyncSentinel([(h, int(p)) for h, _, p in
+                              (a.rpartition(":") for a in sentinels.addresses)],
+                             socket_timeout=1, sentinel_kwargs={"password": PASSWORD,
+                                                                "socket_timeout": 1})
+    client = sentinel.master_for(MASTER_NAME, decode_responses=True, socket_timeout=1)
+    hb = AsyncHeartbeat(client, name="async-sentinel", worker_id="async-sentinel", ttl=8,
+                        interval=1)
+    await hb._call("register", *hb._register_args())
+    new = await asyncio.to_thread(sentinels.failover)
+    await hb.beat()
+    score = await client.zscore("{tq}:workers", "async-sentinel")
+    await client.aclose()
+    named = sentinels.server(new).client().zscore("{tq}:workers", "async-sentinel")
+    assert named == score is not None  # written to the new master
+    return new, float(score)
 
 
 def _counted_once(sentinels, deaths: float) -> None:
@@ -125,11 +149,14 @@ def test_sentinel_failover_command(sentinels, fleet, tmp_path):
 
 def test_task_streams_consume_from_the_new_master(sentinels):
     """A consumer (TaskStreams on the Sentinel-managed client, its own prefix) takes the tasks
-    queued on the master after a failover."""
+    queued on the master after a failover; an AsyncHeartbeat on redis.asyncio's Sentinel
+    client beats on the new master too."""
     consumer = worker(sentinels, "sentinel-consumer", "--consume", "--prefix", "tqc")
     try:
         old = sentinels.master_address()
-        new = sentinels.failover()
+        new, beat_at = asyncio.run(_async_beat_across(sentinels))
+        now = sentinels.server(new).client().time()
+        assert 0 <= now[0] + now[1] / 1e6 - beat_at < 5
         queues = TaskStreams(sentinels.server(new).client(), prefix="tqc")
         for n in range(3):
             queues.enqueue("high", {"payload": f"after-failover-{n}"})
