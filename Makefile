@@ -6,7 +6,8 @@ BIN    := $(VENV)/bin
 # wheel: it runs from the checkout.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: install system-deps node-deps catalog demo demo-stack test bench lint clean dist deb kubernetes
+.PHONY: install system-deps node-deps catalog demo demo-stack dashboard-png test bench lint clean dist deb \
+  kubernetes
 
 install: $(VENV)/.installed
 
@@ -48,11 +49,17 @@ demo-stack: install system-deps
 	  --output build/demo-stack/tqmon-rules.yaml
 	$(BIN)/python -m devtools.stack --rules build/demo-stack/tqmon-rules.yaml
 
+# docs/img/dashboard.png: the demo stack headless for 120 s (a worker killed, a backlog), every
+# panel's queries read from its Prometheus, the dashboard drawn as Grafana lays it out. Fails,
+# naming the panel, when a panel not in dashboards/demo-empty-panels.yaml shows nothing.
+dashboard-png: install system-deps
+	$(BIN)/python -m devtools.dashboard_png --output docs/img/dashboard.png
+
 bench: install system-deps node-deps
 	$(BIN)/python tests/bench.py
 
 lint: install
-	$(BIN)/ruff check plugin devtools tests dashboards alerts
+	$(BIN)/ruff check plugin devtools tests dashboards alerts mixin
 
 clean:
 	rm -rf $(VENV) build *.egg-info plugin/*.egg-info .pytest_cache .ruff_cache
@@ -87,7 +94,7 @@ OVERRIDES ?=
 GEN_DIR  := $(if $(OVERRIDES),build/,)
 GEN_ARGS := $(if $(OVERRIDES),--overrides $(OVERRIDES),)
 
-.PHONY: dashboards alerts grafana-schema
+.PHONY: dashboards alerts grafana-schema mixin
 
 # tests/grafana-schema/dashboard.schema.json: Grafana's published dashboard types (npm
 # @grafana/schema) as JSON Schema (tests/grafana-schema/README.md). Needs npm; committed.
@@ -101,8 +108,15 @@ grafana-schema:
 	    --path package/dist/types/raw/dashboard/x/types.gen.d.ts \
 	    -o $(CURDIR)/tests/grafana-schema/dashboard.schema.json
 
+# The monitoring mixin (mixin/, jsonnet) from the same catalog: `make dashboards` makes it too.
+mixin: install
+	$(BIN)/python mixin/generate.py
+
 dashboards: install alerts
 	$(BIN)/python dashboards/generate.py $(GEN_ARGS) --output $(GEN_DIR)dashboards/tqmon.json
+ifeq ($(OVERRIDES),)
+	$(BIN)/python mixin/generate.py
+endif
 ifneq ($(GRAFANA_DASHBOARDS_DIR),)
 	install -d $(GRAFANA_DASHBOARDS_DIR)
 	install -m 644 $(GEN_DIR)dashboards/tqmon.json $(GRAFANA_DASHBOARDS_DIR)/tqmon.json
