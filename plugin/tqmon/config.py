@@ -20,7 +20,7 @@ from .configfile import seconds as _seconds
 from .configvalues import Target
 from .schemas import SCHEMAS
 from .sentineloptions import ENV_NAMES as SENTINEL_ENV_NAMES
-from .sentineloptions import SentinelOptions
+from .sentineloptions import SentinelOptions, is_sentinel_url
 from .sentineloptions import add_arguments as add_sentinel_arguments
 from .sentineloptions import resolve as resolve_sentinel
 
@@ -329,12 +329,16 @@ def _redis_urls(src: _Sources, warnings: list[str]
 
 def _sentinel(src: _Sources, warnings: list[str]) -> SentinelOptions | None:
     """--sentinel / a redis+sentinel:// URL (sentineloptions), or None for seeds."""
+    def listed(value: Any, what: str) -> list[str]:  # a sentinel URL lists its hosts with ,
+        return [value.strip()] if isinstance(value, str) and is_sentinel_url(value) \
+            else _as_list(value, what)
+
     if "redis_url" in src.flags:
         urls = src.flags["redis_url"]
     elif src.env.get(ENV_URL):
-        urls = _as_list(src.env[ENV_URL], ENV_URL)
+        urls = listed(src.env[ENV_URL], ENV_URL)
     elif "redis_url" in src.file:
-        urls = _as_list(src.file["redis_url"], "redis_url")
+        urls = listed(src.file["redis_url"], "redis_url")
     else:
         urls = []
     sentinel, more = resolve_sentinel(src.flags, src.env, src.file, urls, _read_secret,
