@@ -38,6 +38,7 @@ import redis
 from .. import connection
 from ..model import Samples, describe_error
 from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+from .running import RunningAge
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ QUEUE_REASONS = ("bad_value", "wrong_type")
 SIZES = (("LLEN", "wait"), ("LLEN", "paused"), ("ZCARD", "prioritized"), ("LLEN", "active"),
          ("ZCARD", "delayed"), ("ZCARD", "completed"), ("ZCARD", "failed"),
          ("ZCARD", "waiting-children"), ("HGET", "meta", b"paused"),
-         ("LINDEX", "wait", -1), ("LINDEX", "paused", -1))
+         ("LINDEX", "wait", -1), ("LINDEX", "paused", -1), ("LINDEX", "active", -1))
+ACTIVE_OLDEST = 11  # workers move jobs to the head of `active`: the tail is the oldest taken
 REGISTRIES = (("delayed", 4), ("completed", 5), ("failed", 6), ("waiting_children", 7))
 EXISTS_PER_PIPELINE = 10  # EXISTS commands (of up to 1,000 keys each) per round trip
 NO_PERMISSION = "CLIENT LIST refused: grant the ACL +client|list to count BullMQ workers"
@@ -184,10 +186,14 @@ def _collect_node(ctx: Context, client: redis.Redis, queues: list[str],
             if isinstance(job_id, bytes):
                 second.append((b"HMGET", f"{prefix}:{queue}:".encode() + job_id,
                                b"timestamp", b"delay"))
+        if isinstance(row[ACTIVE_OLDEST], bytes):
+            second.append((b"HGET", f"{prefix}:{queue}:".encode() + row[ACTIVE_OLDEST],
+                           b"processedOn"))
         active = row[3] if isinstance(row[3], int) else 0
         for start in range(0, active, BATCH):
             second.append((b"LRANGE", _key(prefix, queue, "active"), start, start + BATCH - 1))
     replies = iter(_pipelined(client, second))
+    running = RunningAge()
     locks: list[tuple[str, list[bytes]]] = []  # (queue, up to 1,000 active job ids)
     for index, queue in enumerate(queues):
         row = sizes[index * per:(index + 1) * per]
@@ -221,6 +227,12 @@ def _collect_node(ctx: Context, client: redis.Redis, queues: list[str],
                 oldest.append(since)
         age = max(0.0, now - min(oldest)) if oldest else 0.0
         out.add("task_queue_oldest_waiting_age_seconds", grouped, age)
+        if isinstance(row[ACTIVE_OLDEST], bytes):  # running age: when a worker took it
+            taken = next(replies)
+            try:
+                running.started(queue, float(taken) / 1000)
+            except (TypeError, ValueError):  # gone between the round trips, or broken
+                skips["bad_value" if not isinstance(taken, Exception) else "wrong_type"] += 1
         for _ in range(0, active, BATCH):
             ids = next(replies)
             if isinstance(ids, Exception):
@@ -228,6 +240,7 @@ def _collect_node(ctx: Context, client: redis.Redis, queues: list[str],
                 continue
             if ids:
                 locks.append((queue, ids))
+    running.add_to(out, now, GROUP, queues)
     orphaned: Counter[str] = Counter({queue: 0 for queue in queues})
     # one EXISTS over a chunk's lock keys (a queue's keys share a slot): its count of the locks
     # still held says how many of the chunk's jobs lost theirs, without a command per job
