@@ -1,7 +1,8 @@
 """Virtualenvs of their own under build/, for tools whose pins clash with tqmon's.
 
 arq pins redis-py below 6 and rq-exporter below 6, while tqmon needs 8: the arq workers of the
-tests and the bench run from build/arq-venv, built here from PyPI on first use.
+tests and the bench run from build/arq-venv, built here from PyPI on first use; Python BullMQ
+workers (PyPI `bullmq`, its own pins) from build/bullmq-venv.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from . import ROOT
 
 ARQ = "arq==0.28.0"  # the release the arq adapter is tested with (docs/adapters.md)
+BULLMQ = "bullmq==3.4.4"  # Python BullMQ (PyPI), the release the BullMQ adapter is tested with
 
 
 def python(name: str, requirement: str) -> Path:
@@ -37,3 +39,7 @@ def python(name: str, requirement: str) -> Path:
 
 def arq_python() -> Path:
     return python("arq-venv", ARQ)
+
+
+def bullmq_python() -> Path:
+    return python("bullmq-venv", BULLMQ)

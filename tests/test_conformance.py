@@ -35,7 +35,7 @@ from adapter_helpers import TESTS, Process, check_signals, poll_tqmon, started_p
 from helpers import Result, run_tqmon
 from provisioning_helpers import promtool
 
-from devtools import devcluster, views
+from devtools import devcluster, sidevenv, views
 
 RUNNING = 2.0  # seconds a job must have run to show in the running age
 TOTAL, FAILING = 20, 18  # 90 % failing, at HighTaskFailureRate's minimum volume
@@ -56,7 +56,13 @@ class Driver:
     per_worker: bool = True  # worker_up series exist
     counts_deaths: bool = False  # dead_workers_detected_total exists
     counts_failures: bool = True  # pool counters exist
-    extra: dict[str, str] = field(default_factory=dict)
+    name: str = ""  # the test id, when one schema has two drivers (BullMQ: Node, Python)
+    # from step 5 on: BullMQ sees a queue without a connected worker only when named
+    later_args: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.name or self.schema
 
 
 # --- RQ -------------------------------------------------------------------------------------
@@ -168,12 +174,32 @@ def _bullmq_busy(client: redis.Redis, processes: list[Process]) -> Process:
     return processes[-1]
 
 
+# --- BullMQ under Python (PyPI `bullmq`, in build/bullmq-venv) ----------------------------------
+BULLMQ_PY_APP = str(TESTS / "bullmq_py_app.py")
+
+
+def _bullmq_py_start(url: str) -> Process:
+    return Process([str(sidevenv.bullmq_python()), BULLMQ_PY_APP, "worker", "work", "-", "2000"],
+                   url, env=_bullmq_env(url))
+
+
+def _bullmq_py_enqueue(url: str, kind: str, count: int, queue: str = "work") -> None:
+    subprocess.run([str(sidevenv.bullmq_python()), BULLMQ_PY_APP, "add", queue,
+                    {"ok": "job", "fail": "fail", "sleep": "sleep"}[kind], str(count)],
+                   check=True, timeout=60, env={**os.environ, **_bullmq_env(url)},
+                   capture_output=True)
+
+
 DRIVERS = [
     Driver("rq", ["--schema", "rq"], _rq_start, _rq_enqueue, _rq_own, _rq_busy),
     Driver("sidekiq", ["--schema", "sidekiq", "--sidekiq-heartbeat-timeout", "3"],
            _sidekiq_start, _sidekiq_enqueue, _sidekiq_own, _sidekiq_busy, counts_deaths=True),
     Driver("bullmq", ["--schema", "bullmq", "--bullmq-queues", "work,backlog"], _bullmq_start,
            _bullmq_enqueue, _bullmq_own, _bullmq_busy, per_worker=False),
+    # discovered from the Python workers' connections alone, until none is left
+    Driver("bullmq", ["--schema", "bullmq"], _bullmq_py_start, _bullmq_py_enqueue, _bullmq_own,
+           _bullmq_busy, per_worker=False, name="bullmq-python",
+           later_args=["--bullmq-queues", "work,backlog"]),
 ]
 NEEDS = {"sidekiq": "sidekiq", "bullmq": "node"}
 
@@ -199,7 +225,7 @@ def _counters(result: Result, pool: str) -> tuple[float, float]:
             sum(result.values("worker_pool_tasks_failed_total", pool=pool)))
 
 
-@pytest.mark.parametrize("driver", DRIVERS, ids=[d.schema for d in DRIVERS])
+@pytest.mark.parametrize("driver", DRIVERS, ids=[d.id for d in DRIVERS])
 def test_one_meaning_per_signal(driver: Driver, processes):
     if (tool := NEEDS.get(driver.schema)) and not shutil.which(tool):
         pytest.fail(f"{tool} is missing: run .ci/system-deps")
@@ -215,7 +241,7 @@ def test_one_meaning_per_signal(driver: Driver, processes):
 
 def _scenario(driver: Driver, url: str, client: redis.Redis, processes: list[Process]) -> None:
     args = [*driver.args, "--redis-url", url]
-    record = RECORDED.setdefault(driver.schema, {"processed": [], "failed": [],
+    record = RECORDED.setdefault(driver.id, {"processed": [], "failed": [],
                                                  "leaving": [], "running": []})
     seen: list[Result] = []
 
@@ -271,6 +297,7 @@ def _scenario(driver: Driver, url: str, client: redis.Redis, processes: list[Pro
     # 5. the busy process SIGKILLed: dead, counted once by two collectors at once
     busy = driver.busy(client, processes)
     busy.signal(signal.SIGKILL)
+    args += driver.later_args
     if driver.per_worker:
         result = poll(lambda r: r.total("workers_dead") == 1, "the death", 30)
         with ThreadPoolExecutor(2) as pair:
@@ -312,7 +339,7 @@ def test_promtool_on_recorded_series(tmp_path):
     panel's query: HighTaskFailureRate fires for each schema's 90 % failing pool, the rate of
     a pool whose workers left and came back shows no spike, TasksPendingTooLong fires for the
     stuck job (threshold set per deployment in the overrides)."""
-    missing = [d.schema for d in DRIVERS if not RECORDED.get(d.schema, {}).get("running")]
+    missing = [d.id for d in DRIVERS if not RECORDED.get(d.id, {}).get("running")]
     assert not missing, f"no recorded run for {missing}: their conformance test failed"
     overrides = tmp_path / "overrides.yaml"
     overrides.write_text(yaml.safe_dump({"params": {"pending_too_long_seconds": 60}}))
@@ -324,8 +351,9 @@ def test_promtool_on_recorded_series(tmp_path):
     rate = panel.replace("$__rate_interval", "5m").replace("$job", ".+").replace(
         "$instance", ".+").replace("$cluster_name", ".*")
     tests = []
-    for schema, series in RECORDED.items():
-        labels = f'job="tqmon", instance="a", pool="{schema}"'
+    for name, series in RECORDED.items():
+        schema = next(d.schema for d in DRIVERS if d.id == name)
+        labels = f'job="tqmon", instance="a", pool="{name}"'
         grouped = f'job="tqmon", instance="a", priority="work", group="{schema}"'
         case: dict = {"interval": "1m", "input_series": [
             {"series": f"task_queue_oldest_pending_idle_seconds{{{grouped}}}",
@@ -348,11 +376,11 @@ def test_promtool_on_recorded_series(tmp_path):
                 {"expr": 'ALERTS{alertname="HighTaskFailureRate", alertstate="firing"}',
                  "eval_time": "8m",
                  "exp_samples": [{"labels": 'ALERTS{alertname="HighTaskFailureRate", '
-                                  f'alertstate="firing", severity="warning", pool="{schema}"}}',
+                                  f'alertstate="firing", severity="warning", pool="{name}"}}',
                                   "value": 1}]},
                 # workers left and came back after the jobs: the rate is 0, not a spike
                 {"expr": rate, "eval_time": f"{len(series['processed']) + len(leaving) + 5}m",
-                 "exp_samples": [{"labels": f'{{pool="{schema}"}}', "value": 0}]}]
+                 "exp_samples": [{"labels": f'{{pool="{name}"}}', "value": 0}]}]
         tests.append(case)
     # the control: a sum over the workers present, falling when one leaves, is a spike
     tests.append({"interval": "1m", "input_series": [

@@ -14,8 +14,9 @@ hash tag such as `{bull}`, which puts a queue's keys in one slot, as BullMQ's sc
                     worker holding the job: an active job without it has lost its worker
                     (BullMQ calls it stalled, and a live worker's stalled check moves it back)
 
-Workers keep no key: each worker's blocking connection sets its client name to
-`<P>:<base64(queue)>` (`:w:<name>` appended when named), so they are counted from CLIENT LIST
+Workers keep no key: each Node worker's blocking connection sets its client name to
+`<P>:<base64(queue)>` (`:w:<name>` appended when named), each Python worker (PyPI `bullmq`)
+both its connections to `<P>:<queue>[:w:<name>]`, so they are counted from CLIENT LIST
 (ACL `+client|list`); on a cluster every master is asked and, as BullMQ does, the node with
 the most counts. Without the permission (or CLIENT LIST renamed away) the worker counts are
 missing, the workers collector reports down, and everything else is collected.
@@ -52,6 +53,9 @@ SIZES = (("LLEN", "wait"), ("LLEN", "paused"), ("ZCARD", "prioritized"), ("LLEN"
 ACTIVE_OLDEST = 11  # workers move jobs to the head of `active`: the tail is the oldest taken
 REGISTRIES = (("delayed", 4), ("completed", 5), ("failed", 6), ("waiting_children", 7))
 EXISTS_PER_PIPELINE = 10  # EXISTS commands (of up to 1,000 keys each) per round trip
+# last commands of a Python worker's connection that is not its command connection
+NOT_COMMANDING = frozenset({b"bzpopmin", b"bzpopmax", b"blmove", b"brpoplpush", b"hello",
+                            b"client|setname", b"client|setinfo", b"select", b"NULL", b""})
 NO_PERMISSION = "CLIENT LIST refused: grant the ACL +client|list to count BullMQ workers"
 
 
@@ -85,12 +89,7 @@ def _worker_connections(ctx: Context) -> Counter[str]:
             client.close()
         if isinstance(listing, bytes | str):  # redis-py parses it unless told otherwise
             listing = _parse_client_list(listing)
-        counts: Counter[str] = Counter()
-        for entry in listing:
-            name = entry.get("name", "")
-            name = name.encode() if isinstance(name, str) else name
-            if name.startswith(head) and (queue := _queue_of(name[len(head):])) is not None:
-                counts[queue] += 1
+        counts = _workers(listing, head)
         for queue, count in counts.items():
             best[queue] = max(best[queue], count)
     return best
@@ -102,15 +101,54 @@ def _parse_client_list(raw: bytes | str) -> list[dict[str, bytes]]:
             for line in text.splitlines()]
 
 
-def _queue_of(rest: bytes) -> str | None:
-    """The queue a worker's client name `<base64(queue)>[:w:<name>]` names, or None for other
-    BullMQ connections (QueueEvents' `:qe`) and names that are not base64."""
-    encoded, sep, suffix = rest.partition(b":")
-    if sep and not suffix.startswith(b"w:"):
+def _workers(listing: list[dict[str, Any]], head: bytes) -> Counter[str]:
+    """Workers per queue on one node. Node's BullMQ names one connection per worker
+    `<P>:<base64(queue)>[:w:<name>]`. Python's (PyPI `bullmq`) names all of a worker's
+    connections `<P>:<queue>[:w:<name>]`: its command connection, and its blocking one while
+    it blocks (dropped and opened again as it goes), so its workers are the command
+    connections, the named ones whose last command is neither a blocking read nor a
+    connection's set-up (or half of them while only such are seen: workers starting)."""
+    node: Counter[str] = Counter()
+    python: Counter[str] = Counter()
+    commanding: Counter[str] = Counter()
+    for entry in listing:
+        name = _bytes(entry.get("name", b""))
+        if not name.startswith(head):
+            continue
+        found = _queue_of(name[len(head):])
+        if found is None:
+            continue
+        queue, is_node = found
+        if is_node:
+            node[queue] += 1
+        else:
+            python[queue] += 1
+            commanding[queue] += _bytes(entry.get("cmd", b"")) not in NOT_COMMANDING
+    for queue, connections in python.items():
+        node[queue] += commanding[queue] or (connections + 1) // 2
+    return node
+
+
+def _bytes(value: Any) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _queue_of(rest: bytes) -> tuple[str, bool] | None:
+    """(queue, whether Node named it) for a worker's client name `<queue>[:w:<name>]`, the
+    queue in base64 (Node) or plain (Python; queue names hold no `:`), or None for other
+    BullMQ connections (QueueEvents' `:qe`)."""
+    queue, sep, suffix = rest.partition(b":")
+    if (sep and not suffix.startswith(b"w:")) or not queue:
         return None
     try:
-        return base64.b64decode(encoded, validate=True).decode("utf-8")
+        decoded = base64.b64decode(queue, validate=True)
+        if base64.b64encode(decoded) == queue:
+            return decoded.decode("utf-8"), True
     except (binascii.Error, UnicodeDecodeError):
+        pass
+    try:
+        return queue.decode("utf-8"), False
+    except UnicodeDecodeError:
         return None
 
 
