@@ -74,11 +74,11 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def poll_tqmon(args: list[str], check: Callable[[Result], bool], timeout: float,
-               what: str) -> Result:
+               what: str, env: dict[str, str] | None = None) -> Result:
     """Run tqmon until `check` holds for its output; the last result on success."""
     deadline = time.monotonic() + timeout
     while True:
-        result = run_tqmon(*args)
+        result = run_tqmon(*args, env=env)
         assert result.returncode == 0, result.stderr
         if check(result):
             return result

@@ -14,7 +14,7 @@ import redis
 
 from .. import connection
 from ..config import Config
-from ..failures import NODE_ERRORS, Failures
+from ..failures import NODE_ERRORS, Failures, NodeDown
 from ..model import Samples
 from ..parallel import Deadline
 from ..topology import Node, Topology
@@ -67,6 +67,8 @@ def on_key_owner(ctx: Context, key: str, work: Callable[[redis.Redis], T]) -> T:
     (the seed's view of the cluster can trail a failover by a moment). Bytes, because keys
     built from names read in Redis must round-trip exactly, whatever their encoding."""
     node = ctx.topology.node_for(key)
+    if node is None and ctx.topology.sentinel is not None:
+        raise NodeDown("no sentinel named a master")  # the sentinel lines say why, once
     if node is None:
         raise ConnectionError(f"no reachable master is known for {key}")
     for attempt in range(2):
@@ -95,7 +97,7 @@ def pipelined(ctx: Context, client: redis.Redis, commands: Sequence[Sequence[Any
     for index, reply in enumerate(replies):
         if isinstance(reply, redis.exceptions.AskError):
             by_node.setdefault((reply.host, reply.port), []).append(index)
-    tls = ctx.config.targets[0].tls if ctx.config.targets else False
+    tls = ctx.config.tls
     for (host, port), indexes in by_node.items():
         target = connection.client(ctx.config, host, port, ctx.deadline, tls=tls, decode=False)
         try:
