@@ -21,21 +21,32 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local n = tonumber(ARGV[2])
 local stamp = string.format('%.6f', now)
+local kinds = {'processed', 'failed'}
+local touched, pools = {}, {}
 for i = 0, n - 1 do
   local worker, pool = ARGV[3 + 4 * i], ARGV[4 + 4 * i]
-  local counts = {processed = tonumber(ARGV[5 + 4 * i]), failed = tonumber(ARGV[6 + 4 * i])}
-  for _, kind in ipairs({'processed', 'failed'}) do
-    local value = math.floor(counts[kind] or 0)
-    local field = kind .. '|' .. worker
-    local seen = tonumber(redis.call('HGET', KEYS[1], field) or '-1')
-    local total = kind .. '|' .. pool
-    redis.call('HSETNX', KEYS[3], total, 0)
-    if value > seen then
-      redis.call('HSET', KEYS[1], field, value)
-      redis.call('HINCRBY', KEYS[3], total, value - math.max(seen, 0))
+  local counts = {math.floor(tonumber(ARGV[5 + 4 * i]) or 0),
+                  math.floor(tonumber(ARGV[6 + 4 * i]) or 0)}
+  local seen = redis.call('HMGET', KEYS[1], 'processed|' .. worker, 'failed|' .. worker)
+  if not pools[pool] then
+    pools[pool] = true
+    touched[#touched + 1] = stamp
+    touched[#touched + 1] = 'p|' .. pool
+    redis.call('HSETNX', KEYS[3], 'processed|' .. pool, 0)
+    redis.call('HSETNX', KEYS[3], 'failed|' .. pool, 0)
+  end
+  for k = 1, 2 do
+    local before = tonumber(seen[k] or '-1')
+    if counts[k] > before then
+      redis.call('HSET', KEYS[1], kinds[k] .. '|' .. worker, counts[k])
+      redis.call('HINCRBY', KEYS[3], kinds[k] .. '|' .. pool, counts[k] - math.max(before, 0))
     end
   end
-  redis.call('ZADD', KEYS[2], stamp, 'w|' .. worker, stamp, 'p|' .. pool)
+  touched[#touched + 1] = stamp
+  touched[#touched + 1] = 'w|' .. worker
+end
+if #touched > 0 then
+  redis.call('ZADD', KEYS[2], unpack(touched))
 end
 local cutoff = string.format('%.6f', now - tonumber(ARGV[1]))
 local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. cutoff, 'LIMIT', 0, 1000)
