@@ -348,11 +348,12 @@ def collect_queues(ctx: Context) -> Samples:
                 out.add("task_queue_registry_jobs", {"priority": "", "registry": registry},
                         float(count))
         processes = _read_processes(client, _members(client, PROCESSES, int(process_count)),
-                                    (b"beat", b"busy"), now, timeout, Skips())
+                                    (b"beat", b"busy", b"concurrency"), now, timeout, Skips())
         orphaned = _orphan_totals(ctx, client, processes, skips)
         # running age: the jobs of live processes that say they run some (`busy`)
-        busy = [p.identity for p in processes if p.up and p.fields[1] not in (None, b"0")]
-        sidekiq_work.running(sidekiq_work.read(client, busy, skips), skips).add_to(
+        busy = {p.identity: sidekiq_work.work_suffix(p.fields[2]) for p in processes
+                if p.up and p.fields[1] not in (None, b"0")}
+        sidekiq_work.running(sidekiq_work.read(client, list(busy), skips, busy), skips).add_to(
             out, now, GROUP, (n.decode("utf-8", "backslashreplace") for n in names))
         for queue in sorted({n.decode("utf-8", "backslashreplace")[:MAX_LABEL]
                              for n in names} | set(orphaned)):

@@ -53,16 +53,22 @@ def parse_job(raw: bytes) -> Job | None:
     return Job(queue.removeprefix("queue:")[:MAX_LABEL], unix_seconds(entry.get("run_at")))
 
 
-def read(client: redis.Redis, identities: list[bytes], skips: Counter[str]
+def read(client: redis.Redis, identities: list[bytes], skips: Counter[str],
+         suffixes: tuple[bytes, ...] | dict[bytes, bytes] = WORK_SUFFIXES
          ) -> dict[bytes, list[Job]]:
-    """The jobs in the processes' work hashes (HVALS, pipelined in batches)."""
+    """The jobs in the processes' work hashes (HVALS, pipelined in batches): both names, or
+    the one `suffixes` maps each identity to (its version is known: `work_suffix`)."""
     found: dict[bytes, list[Job]] = {}
-    per = len(WORK_SUFFIXES)
+    per = len(suffixes) if isinstance(suffixes, tuple) else 1
+
+    def names(identity: bytes) -> tuple[bytes, ...]:
+        return suffixes if isinstance(suffixes, tuple) else (suffixes[identity],)
+
     for start in range(0, len(identities), BATCH // per):
         batch = identities[start:start + BATCH // per]
         replies = connection.pipelined(client, [(b"HVALS", identity + suffix)
                                                  for identity in batch
-                                                 for suffix in WORK_SUFFIXES])
+                                                 for suffix in names(identity)])
         for index, identity in enumerate(batch):
             jobs: list[Job] = []
             for reply in replies[index * per:(index + 1) * per]:
@@ -77,6 +83,12 @@ def read(client: redis.Redis, identities: list[bytes], skips: Counter[str]
                         jobs.append(job)
             found[identity] = jobs
     return found
+
+
+def work_suffix(concurrency: object) -> bytes:
+    """The work hash's name from the process hash: Sidekiq 7+ writes `concurrency` there (and
+    `<identity>:work`), 6.x neither (`<identity>:workers`)."""
+    return WORK_SUFFIXES[0] if concurrency is not None else WORK_SUFFIXES[1]
 
 
 def by_queue(jobs: list[Job]) -> Counter[str]:
