@@ -35,11 +35,15 @@ _IDENTITY = re.compile(
     rf"(?:^|{_SEP}+)(?:\d+|(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{{6,}})(?={_SEP}|$)"
     rf"|-(?=[^-_.:@/ ]*\d){_K8S}{{5}}(?={_SEP}|$)", re.I)
 _TRAILING_NUMBER = re.compile(r"\d+$")
+_ID_ONLY = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                      re.I)
 
 
 def deployment(name: str) -> str:
     """`name` without the parts that tell processes of one deployment apart ("" if nothing
     else is left)."""
+    if _ID_ONLY.fullmatch(name):  # RQ's default names, Dramatiq's broker ids: nothing else
+        return ""
     text = _IDENTITY.sub("", _POD.sub("", _UUID.sub("", name))).lstrip("-_.:@/ ")
     return _TRAILING_NUMBER.sub("", text) or text  # `worker12`: an instance number too
 
@@ -52,20 +56,19 @@ class Namer:
 
     def __init__(self, pattern: re.Pattern[str] | None = None) -> None:
         self.pattern = pattern
-        self._cache: dict[tuple[str, str, str], str] = {}
+        self._cache: dict[str, str] = {}  # source -> its deployment (tags, queues repeat)
 
     def __call__(self, name: str, prefer: str = "", fallback: str = "") -> str:
-        key = (name, prefer, fallback)
-        pool = self._cache.get(key)
-        if pool is None:
-            pool = self._cache[key] = self._name(name, prefer, fallback)[:MAX_LABEL]
-        return pool
-
-    def _name(self, name: str, prefer: str, fallback: str) -> str:
         if self.pattern is not None:
             match = self.pattern.match(name)
-            return (match.group(1) if match and match.groups() else "") or name
+            return ((match.group(1) if match and match.groups() else "") or name)[:MAX_LABEL]
         for source in (prefer, name, fallback):
-            if source and (pool := deployment(source)):
+            if source and (pool := self._deployment(source)):
                 return pool
-        return name
+        return name[:MAX_LABEL]
+
+    def _deployment(self, source: str) -> str:
+        pool = self._cache.get(source)
+        if pool is None:
+            pool = self._cache[source] = deployment(source)[:MAX_LABEL]
+        return pool

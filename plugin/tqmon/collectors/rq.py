@@ -159,7 +159,8 @@ def _add_workers(out: Samples, ctx: Context, now: float, keys: list[bytes],
             ok, bad = number(succeeded or 0), number(failed or 0)
             if ok is not None and bad is not None:  # processed counts failed jobs too
                 rows["worker_tasks_processed_total"].append((labels, ok + bad))
-                readings.append(Reading(f"{name}|{label(birth)}", pool, ok + bad, bad))
+                readings.append(Reading(f"{name}|{(birth or b'').decode('ascii', 'replace')}",
+                                        pool, ok + bad, bad))
             if bad is not None:
                 rows["worker_tasks_failed_total"].append((labels, bad))
             if not up:
