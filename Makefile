@@ -6,7 +6,8 @@ BIN    := $(VENV)/bin
 # wheel: it runs from the checkout.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: install system-deps node-deps catalog demo demo-stack test bench lint clean
+.PHONY: install system-deps node-deps catalog demo demo-stack dashboard-png test bench lint clean dist deb \
+  kubernetes
 
 install: $(VENV)/.installed
 
@@ -27,8 +28,12 @@ tests/bullmq/node_modules/.installed: tests/bullmq/package.json tests/bullmq/pac
 	cd tests/bullmq && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-catalog: install  # plugin/tqmon/catalog.json from catalog.yaml (committed; a test checks it)
-	$(BIN)/python -m devtools.catalog_source
+catalog: install  # plugin/tqmon/catalog.json from catalog.yaml, and README.md's metrics table
+	$(BIN)/python -m devtools.catalog_source  # (both committed; tests check them)
+	$(BIN)/python -m devtools.readme
+
+acl-docs: install  # the ACLs in docs/operations.md and docs/heartbeat-contract.md, from acl.py
+	$(BIN)/python -m devtools.acl_docs
 
 demo: install
 	.ci/system-deps --redis-only
@@ -44,14 +49,40 @@ demo-stack: install system-deps
 	  --output build/demo-stack/tqmon-rules.yaml
 	$(BIN)/python -m devtools.stack --rules build/demo-stack/tqmon-rules.yaml
 
+# docs/img/dashboard.png: the demo stack headless for 120 s (a worker killed, a backlog), every
+# panel's queries read from its Prometheus, the dashboard drawn as Grafana lays it out. Fails,
+# naming the panel, when a panel not in dashboards/demo-empty-panels.yaml shows nothing.
+dashboard-png: install system-deps
+	$(BIN)/python -m devtools.dashboard_png --output docs/img/dashboard.png
+
 bench: install system-deps node-deps
 	$(BIN)/python tests/bench.py
 
 lint: install
-	$(BIN)/ruff check plugin devtools tests dashboards alerts
+	$(BIN)/ruff check plugin devtools tests dashboards alerts mixin
 
 clean:
 	rm -rf $(VENV) build *.egg-info plugin/*.egg-info .pytest_cache .ruff_cache
+
+# --- Release: the sdist and wheel, the Debian package, the Kubernetes manifests -------------------
+# make dist        build/dist/tqmon-V.tar.gz and tqmon-V-py3-none-any.whl (the wheel is built from
+#                  the sdist, so the sdist is complete); twine check on both. No network: the
+#                  venv's setuptools, not an isolated build environment.
+# make deb         build/tqmon_V_all.deb (devtools/debian.py; the man page from `tqmon --help`)
+# make kubernetes [VALUES=FILE]  deploy/kubernetes/ from the rule file (committed; a test checks
+#                  it is current); with VALUES (the redis_exporter chart's names) build/kubernetes/
+dist: install
+	rm -rf build/dist && mkdir -p build
+	$(BIN)/python -m build --no-isolation --outdir build/dist . >build/dist.log 2>&1 \
+	  || { cat build/dist.log; exit 1; }
+	$(BIN)/twine check --strict build/dist/*
+
+deb: install
+	$(BIN)/python -m devtools.debian --output build
+
+kubernetes: install alerts
+	$(BIN)/python -m devtools.kubernetes \
+	  $(if $(VALUES),--values $(VALUES) --output build/kubernetes,--output deploy/kubernetes)
 
 # --- Provisioning: Grafana dashboard and Prometheus rules, generated from the metric catalog ----
 # make dashboards [GRAFANA_DASHBOARDS_DIR=DIR] [OVERRIDES=FILE]  dashboard JSON (and the rules);
@@ -63,7 +94,7 @@ OVERRIDES ?=
 GEN_DIR  := $(if $(OVERRIDES),build/,)
 GEN_ARGS := $(if $(OVERRIDES),--overrides $(OVERRIDES),)
 
-.PHONY: dashboards alerts grafana-schema
+.PHONY: dashboards alerts grafana-schema mixin
 
 # tests/grafana-schema/dashboard.schema.json: Grafana's published dashboard types (npm
 # @grafana/schema) as JSON Schema (tests/grafana-schema/README.md). Needs npm; committed.
@@ -77,8 +108,15 @@ grafana-schema:
 	    --path package/dist/types/raw/dashboard/x/types.gen.d.ts \
 	    -o $(CURDIR)/tests/grafana-schema/dashboard.schema.json
 
+# The monitoring mixin (mixin/, jsonnet) from the same catalog: `make dashboards` makes it too.
+mixin: install
+	$(BIN)/python mixin/generate.py
+
 dashboards: install alerts
 	$(BIN)/python dashboards/generate.py $(GEN_ARGS) --output $(GEN_DIR)dashboards/tqmon.json
+ifeq ($(OVERRIDES),)
+	$(BIN)/python mixin/generate.py
+endif
 ifneq ($(GRAFANA_DASHBOARDS_DIR),)
 	install -d $(GRAFANA_DASHBOARDS_DIR)
 	install -m 644 $(GEN_DIR)dashboards/tqmon.json $(GRAFANA_DASHBOARDS_DIR)/tqmon.json
@@ -89,6 +127,9 @@ endif
 
 alerts: install
 	$(BIN)/python alerts/generate.py $(GEN_ARGS) --output $(GEN_DIR)alerts/tqmon-rules.yaml
+ifeq ($(OVERRIDES),)
+	$(BIN)/python tests/slo_scenarios.py  # the SLO promtool tests expect the rules' texts
+endif
 ifneq ($(PROMETHEUS_RULES_DIR),)
 	install -d $(PROMETHEUS_RULES_DIR)
 	install -m 644 $(GEN_DIR)alerts/tqmon-rules.yaml $(PROMETHEUS_RULES_DIR)/tqmon-rules.yaml

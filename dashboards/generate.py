@@ -4,8 +4,10 @@
 
 Rows, panels, queries, units and thresholds all come from the catalog's `dashboard` section
 (views.parse_views validates and renders them); this file only turns them into grafanalib
-objects and lays them out, so a new panel is a catalog edit. The output is deterministic (sorted
-keys, ids and positions in catalog order): CI regenerates it and fails on any difference.
+objects and lays them out, so a new panel is a catalog edit. current_model() then writes what
+grafanalib built in the model of a current Grafana (schemaVersion 42; tests/grafana-schema/).
+The output is deterministic (sorted keys, ids and positions in catalog order): CI regenerates it
+and fails on any difference.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import grafanalib.core as G
 from grafanalib._gen import DashboardEncoder
 from tqmon import catalog
 
-from devtools import views
+from devtools import slos, views
 
 OUTPUT = Path(__file__).resolve().parent / "tqmon.json"
 GRID_WIDTH = 24
@@ -217,7 +219,7 @@ def current_model(data: dict[str, Any]) -> dict[str, Any]:
 
 def render(views: views.Views) -> str:
     """The dashboard JSON, byte for byte what is committed for the default settings."""
-    data = current_model(dashboard(views).to_json_data())
+    data = current_model(dashboard(slos.with_row(views, slos.load(views))).to_json_data())
     return json.dumps(data, sort_keys=True, indent=2) + "\n"
 
 

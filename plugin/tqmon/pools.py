@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import re
 
-MAX_LABEL = 256  # characters of a pool name, as every label read from Redis
+from .labels import cut
+
 # Kubernetes' name suffixes use this alphabet (no vowels, no 0 1 3: no words, no look-alikes)
 _K8S = "[bcdfghjklmnpqrstvwxz2456789]"
 _SEP = "[-_.:@/ ]"
@@ -61,14 +62,14 @@ class Namer:
     def __call__(self, name: str, prefer: str = "", fallback: str = "") -> str:
         if self.pattern is not None:
             match = self.pattern.match(name)
-            return ((match.group(1) if match and match.groups() else "") or name)[:MAX_LABEL]
+            return cut((match.group(1) if match and match.groups() else "") or name)
         for source in (prefer, name, fallback):
             if source and (pool := self._deployment(source)):
                 return pool
-        return name[:MAX_LABEL]
+        return cut(name)
 
     def _deployment(self, source: str) -> str:
         pool = self._cache.get(source)
         if pool is None:
-            pool = self._cache[source] = deployment(source)[:MAX_LABEL]
+            pool = self._cache[source] = cut(deployment(source))
         return pool

@@ -40,9 +40,9 @@ from typing import Any, Protocol
 
 import redis
 
-from .. import connection, contract
+from .. import boundedjson, connection, contract
 from ..model import Samples, describe_error
-from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Heard:
 
     @classmethod
     def from_json(cls, raw: bytes, skips: Skips) -> Heard:
-        data = json.loads(raw)
+        data = boundedjson.loads(raw)
         return cls(float(data["last"]), float(data["freq"]),
                    skips.number(data.get("processed")), skips.number(data.get("active")))
 
@@ -95,6 +95,7 @@ class Window:
 
     heard: dict[str, Heard] = field(default_factory=dict)
     offline: set[str] = field(default_factory=set)
+    complete: bool = True  # False: Redis dropped the subscription before the window ended
 
 
 def _channel(ctx: Context) -> bytes:
@@ -104,13 +105,13 @@ def _channel(ctx: Context) -> bytes:
 def _event(data: bytes, skips: Skips) -> dict[str, Any] | None:
     """The event inside kombu's envelope (JSON, body base64-encoded); never unpickled."""
     try:
-        envelope = json.loads(data)
+        envelope = boundedjson.loads(data)
         body = envelope["body"]
         if envelope.get("content-type") != "application/json":
             raise ValueError("not JSON")
         if envelope.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body, validate=True)
-        event = json.loads(body)
+        event = boundedjson.loads(body)
         if not isinstance(event, dict) or not isinstance(event.get("hostname"), str):
             raise ValueError("no hostname")
         return event
@@ -137,16 +138,40 @@ def listen(ctx: Context, client: redis.Redis, skips: Skips) -> tuple[float, Wind
     try:
         pubsub.psubscribe(_channel(ctx))
         while (left := end - time.monotonic()) > 0:
-            message = pubsub.get_message(timeout=left)
+            try:
+                message = pubsub.get_message(timeout=left)
+            except redis.ConnectionError:
+                _subscription_dropped(window, skips)
+                break
             if message is None or message.get("type") != "pmessage":
                 continue
             heard_at = clock + (time.monotonic() - started)
             event = _event(message["data"], skips)
             if event is not None:
                 _note(window, event, heard_at, interval, skips)
+        else:
+            _DROPPED.clear()  # a whole window again: the next drop is news
     finally:
         pubsub.close()
     return clock + (time.monotonic() - started), window
+
+
+_DROPPED = threading.Event()  # the drop was said on stderr: once until a window completes
+
+
+def _subscription_dropped(window: Window, skips: Skips) -> None:
+    """Redis closed the subscription mid-window: a flood on the events channel filled its
+    pub/sub output buffer (client-output-buffer-limit pubsub) and Redis disconnected tqmon.
+    The window is incomplete: what was heard is reported, and no worker is judged dead by it
+    (a silent worker may just be unheard). Said once on stderr, not once per run of a flood;
+    docs/adapters.md says what the operator can do."""
+    window.complete = False
+    skips["incomplete_window"] += 1
+    if not _DROPPED.is_set():
+        _DROPPED.set()
+        log.warning("celery: Redis dropped the event subscription (a flood on the events "
+                    "channel: client-output-buffer-limit pubsub); the listening window is "
+                    "incomplete and no worker is judged dead by it")
 
 
 def _note(window: Window, event: dict[str, Any], heard_at: float, interval: float,
@@ -270,7 +295,10 @@ def collect_workers(ctx: Context) -> Samples:
     def work(client: redis.Redis) -> Samples:
         out, skips = Samples(), Skips()
         now, window = listen(ctx, client, skips)
-        workers, detected = _memory(ctx, client, skips).update(now, window)
+        if window.complete:
+            workers, detected = _memory(ctx, client, skips).update(now, window)
+        else:  # a partial window proves no death: report what it heard, decide nothing
+            workers, detected = dict(window.heard), None
         _add_workers(out, now, workers, skips)
         if detected is not None:
             out.add("dead_workers_detected_total", {}, detected)
@@ -369,7 +397,7 @@ def _bindings(ctx: Context, client: redis.Redis, skips: Counter[str]
 def _eta(message: Any) -> float | None:
     """Unix time of a waiting message's eta header, if it was sent with one."""
     try:
-        eta = json.loads(message)["headers"]["eta"]
+        eta = boundedjson.loads(message)["headers"]["eta"]
         if not isinstance(eta, str):
             return None
         parsed = datetime.datetime.fromisoformat(eta.replace("Z", "+00:00"))
@@ -458,7 +486,7 @@ def _unacked(client: redis.Redis, prefix: bytes, size: int, now: float, visibili
 def _route(raw: bytes, routes: dict[tuple[bytes, bytes], bytes], found: dict[bytes, Queue],
            skips: Counter[str]) -> bytes | None:
     try:
-        _, exchange, routing_key = json.loads(raw)
+        _, exchange, routing_key = boundedjson.loads(raw)
         exchange, routing_key = exchange.encode(), routing_key.encode()
     except (ValueError, TypeError, AttributeError):
         skips["bad_value"] += 1
@@ -489,7 +517,7 @@ def collect_queues(ctx: Context) -> Samples:
 
 def _add_queues(out: Samples, now: float, found: dict[bytes, Queue]) -> None:
     for queue, state in found.items():
-        priority = queue.decode("utf-8", "backslashreplace")[:MAX_LABEL]
+        priority = cut(queue.decode("utf-8", "backslashreplace"))
         group = {"priority": priority, "group": GROUP}
         out.add("task_queue_depth", {"priority": priority}, float(state.depth))
         out.add("task_queue_pending", group, float(state.in_flight))

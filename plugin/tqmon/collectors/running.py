@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..model import Samples
-from .base import MAX_LABEL
+from .base import cut
 
 METRIC = "task_queue_oldest_pending_idle_seconds"
 
@@ -33,4 +33,4 @@ class RunningAge:
         for queue in sorted({*queues, *self.oldest}):
             since = self.oldest.get(queue)
             age = 0.0 if since is None else max(0.0, now - since)
-            out.add(METRIC, {"priority": queue[:MAX_LABEL], "group": group}, age)
+            out.add(METRIC, {"priority": cut(queue), "group": group}, age)

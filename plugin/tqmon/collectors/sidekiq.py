@@ -42,7 +42,7 @@ import redis
 from .. import boundedjson, connection, contract, pools
 from ..model import Samples, describe_error
 from . import sidekiq_work
-from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
 from .sidekiq_work import unix_seconds
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def _pools(out: Samples, tags: dict[bytes, str], identities: list[bytes], namer:
     hash is gone takes the tag the other processes of its host's deployment carry, so a death
     stays in its pool; else (or untagged) the deployment its identity names. One naming per
     identity (a tag's is cached), so 1,000s of processes cost a few milliseconds."""
-    hosts = {identity: namer(identity.decode("utf-8", "backslashreplace")[:MAX_LABEL])
+    hosts = {identity: namer(cut(identity.decode("utf-8", "backslashreplace")))
              for identity in identities}
     by_host: dict[str, set[str]] = {}
     for identity, tag in tags.items():
@@ -152,7 +152,7 @@ def _pools(out: Samples, tags: dict[bytes, str], identities: list[bytes], namer:
     for identity, host in hosts.items():
         siblings = by_host.get(host, set())
         tag = tags.get(identity) or (next(iter(siblings)) if len(siblings) == 1 else "")
-        name = identity.decode("utf-8", "backslashreplace")[:MAX_LABEL]
+        name = cut(identity.decode("utf-8", "backslashreplace"))
         out.pools[name] = namer(name, prefer=tag) if tag or namer.pattern else host
 
 
@@ -272,7 +272,7 @@ def _read_queues(client: redis.Redis, names: list[bytes], now: float, out: Sampl
             (b"LLEN", b"queue:" + name), (b"LINDEX", b"queue:" + name, -1))])
         for index, name in enumerate(batch):
             depth, oldest = replies[2 * index:2 * index + 2]
-            queue = {"priority": name.decode("utf-8", "backslashreplace")[:MAX_LABEL]}
+            queue = {"priority": cut(name.decode("utf-8", "backslashreplace"))}
             grouped = {**queue, "group": GROUP}
             if isinstance(depth, Exception) or isinstance(oldest, Exception):
                 skips["wrong_type"] += 1
@@ -315,7 +315,7 @@ def _orphan_totals(ctx: Context, client: redis.Redis, processes: list[Process],
             continue
         try:
             jobs = boundedjson.loads(raw)
-            totals.update({str(q)[:MAX_LABEL]: int(n) for q, n in jobs.items()})
+            totals.update({cut(str(q)): int(n) for q, n in jobs.items()})
         except (ValueError, AttributeError, TypeError):
             skips["bad_value"] += 1
     for jobs in readable.values():
@@ -358,7 +358,7 @@ def collect_queues(ctx: Context) -> Samples:
                 if p.up and p.fields[1] not in (None, b"0")}
         sidekiq_work.running(sidekiq_work.read(client, list(busy), skips, busy), skips).add_to(
             out, now, GROUP, (n.decode("utf-8", "backslashreplace") for n in names))
-        for queue in sorted({n.decode("utf-8", "backslashreplace")[:MAX_LABEL]
+        for queue in sorted({cut(n.decode("utf-8", "backslashreplace"))
                              for n in names} | set(orphaned)):
             out.add("task_queue_orphaned", {"priority": queue, "group": GROUP},
                     float(orphaned[queue]))

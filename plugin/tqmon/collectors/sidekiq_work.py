@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import redis
 
 from .. import boundedjson, connection
-from .base import BATCH, MAX_LABEL
+from .base import BATCH, cut
 from .running import RunningAge
 
 WORK_SUFFIXES = (b":work", b":workers")  # Sidekiq 7+, 6.x
@@ -53,7 +53,7 @@ def parse_job(raw: bytes) -> Job | None:
             run_at = unix_seconds(raw[at + len(_TAIL):-1].decode("ascii", "replace"))
             if run_at is not None:
                 queue = raw[len(_HEAD):end].decode("utf-8", "backslashreplace")
-                return Job(queue.removeprefix("queue:")[:MAX_LABEL], run_at)
+                return Job(cut(queue.removeprefix("queue:")), run_at)
     try:
         entry = boundedjson.loads(raw)
     except boundedjson.BadJSON:
@@ -63,7 +63,7 @@ def parse_job(raw: bytes) -> Job | None:
     queue = entry.get("queue")
     if not isinstance(queue, str) or not queue:
         return None
-    return Job(queue.removeprefix("queue:")[:MAX_LABEL], unix_seconds(entry.get("run_at")))
+    return Job(cut(queue.removeprefix("queue:")), unix_seconds(entry.get("run_at")))
 
 
 def read(client: redis.Redis, identities: list[bytes], skips: Counter[str],
