@@ -51,5 +51,25 @@ async def enqueue() -> None:
     await pool.aclose()
 
 
+async def send(kind: str, count: int, queue: str) -> None:
+    """test_conformance's jobs, sent with arq's own client: ok, fail, sleep (60 s)."""
+    function, args = {"ok": ("add", (1, 2)), "fail": ("fail", ()), "sleep": ("hold", (60,))}[kind]
+    pool = await create_pool(REDIS)
+    for _ in range(count):
+        await pool.enqueue_job(function, *args, _queue_name=queue)
+    await pool.aclose()
+
+
+async def queued(queue: str) -> None:
+    """arq's own count of a queue's waiting jobs."""
+    pool = await create_pool(REDIS)
+    print(len(await pool.queued_jobs(queue_name=queue)))
+    await pool.aclose()
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["enqueue"]:
     asyncio.run(enqueue())
+elif __name__ == "__main__" and sys.argv[1:2] == ["send"]:
+    asyncio.run(send(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+elif __name__ == "__main__" and sys.argv[1:2] == ["queued"]:
+    asyncio.run(queued(sys.argv[2]))

@@ -38,3 +38,22 @@ def hold(seconds: float) -> None:
 @dramatiq.actor(queue_name="idle", max_retries=0)
 def never_run() -> None:
     """On a queue no worker serves: its depth is what was enqueued."""
+
+
+def main(argv: list[str]) -> None:
+    """`send ok|fail|sleep|idle COUNT`: messages sent by Dramatiq itself (test_conformance runs
+    this producer in its own process: the broker's URL is read at import). `qsize QUEUE`:
+    Dramatiq's own count of a queue's messages (dispatch.lua's `qsize`)."""
+    if argv[0] == "send":
+        actor, args = {"ok": (add, (1, 2)), "fail": (fail, ()), "sleep": (hold, (60,)),
+                       "idle": (never_run, ())}[argv[1]]
+        for _ in range(int(argv[2])):
+            actor.send(*args)
+    elif argv[0] == "qsize":
+        print(broker.do_qsize(argv[1]))
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

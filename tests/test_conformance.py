@@ -9,8 +9,10 @@ Each schema's driver runs the same scenario with real workers on a fresh redis-s
   5. the busy process is SIGKILLed: `worker_up 0` (where per-worker series exist), counted
      once by two collectors running at once, counters still not lower;
   6. depth, registries and failures equal what the system's own API reports;
-and the schema's signal table (catalog `signals`) matches what was emitted. The series read
-along the way feed promtool cases at the end (test_promtool_on_recorded_series):
+and the schema's signal table (catalog `signals`) matches what was emitted. A Driver's flags
+state what a schema truly lacks, from what the real system writes (per_worker, counts_failures,
+running_age, one_per_queue, own_dead: Dramatiq's clean stop stays in its heartbeats). The
+series read along the way feed promtool cases at the end (test_promtool_on_recorded_series):
 HighTaskFailureRate fires for the 90 % failing pool, the per-pool rate panel shows no spike
 when workers leave, TasksPendingTooLong fires for the stuck job. The results table is in
 docs/adapters.md ("Conformance").
@@ -57,6 +59,18 @@ class Driver:
     counts_deaths: bool = False  # dead_workers_detected_total exists
     counts_failures: bool = True  # pool counters exist
     name: str = ""  # the test id, when one schema has two drivers (BullMQ: Node, Python)
+    # arq: a queue's processes share one health-check key: one worker series per queue
+    one_per_queue: bool = False
+    # Dramatiq: a clean stop leaves the broker id in the heartbeats, dead after the timeout;
+    # the dead are then those of the system's own rule (see _dramatiq_dead)
+    own_dead: Callable[[redis.Redis], int] | None = None
+    running_age: bool = True  # Dramatiq records no start times
+    # the busy process is only known when it is the last one (BullMQ, arq, Dramatiq): the
+    # others stop cleanly before the long job is sent
+    busy_is_last: bool = False
+    backlog: str = "backlog"  # a queue no worker serves
+    # step 6: arq reports a queue without a health check as a dead worker: watched from then on
+    backlog_args: list[str] = field(default_factory=list)
     # from step 5 on: BullMQ sees a queue without a connected worker only when named
     later_args: list[str] = field(default_factory=list)
 
@@ -169,8 +183,9 @@ def _bullmq_own(url: str) -> dict[str, float]:
             'task_queue_registry_jobs{priority="work",registry="completed"}': work["completed"]}
 
 
-def _bullmq_busy(client: redis.Redis, processes: list[Process]) -> Process:
-    """BullMQ records no worker per job: the test keeps one process alive for the sleep."""
+def _last(client: redis.Redis, processes: list[Process]) -> Process:
+    """BullMQ records no worker per job, Dramatiq's broker ids (uuids) and arq's health check
+    (one per queue) name no process: the test keeps one process alive for the sleep."""
     return processes[-1]
 
 
@@ -190,18 +205,86 @@ def _bullmq_py_enqueue(url: str, kind: str, count: int, queue: str = "work") -> 
                    capture_output=True)
 
 
+# --- Dramatiq (PyPI) -----------------------------------------------------------------------------
+DRAMATIQ_APP = str(TESTS / "dramatiq_app.py")
+
+
+def _dramatiq_start(url: str) -> Process:
+    return Process([sys.executable, "-m", "dramatiq", "dramatiq_app", "--processes", "1",
+                    "--threads", "1", "--queues", "work", "slow"], url)
+
+
+def _dramatiq_app(url: str, *args: str) -> str:
+    """A producer process of its own: dramatiq_app reads the broker's URL when imported."""
+    return subprocess.run([sys.executable, DRAMATIQ_APP, *args], check=True, timeout=60,
+                          env={**os.environ, "TQMON_TEST_REDIS_URL": url}, capture_output=True,
+                          text=True).stdout
+
+
+def _dramatiq_enqueue(url: str, kind: str, count: int) -> None:
+    _dramatiq_app(url, "send", kind, str(count))
+
+
+def _dramatiq_own(url: str) -> dict[str, float]:
+    return {'task_queue_depth{priority="idle"}': float(_dramatiq_app(url, "qsize", "idle"))}
+
+
+def _dramatiq_dead(client: redis.Redis) -> int:
+    """Broker ids dead by Dramatiq's own rule (dispatch.lua: a heartbeat older than the
+    timeout). A clean stop leaves its id there, as does every producer (enqueueing beats):
+    Dramatiq drops them only in a maintenance pass, which dramatiq_app turns off."""
+    seconds, micros = client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    return client.zcount("dramatiq:__heartbeats__", "-inf",
+                         f"({now_ms - DRAMATIQ_TIMEOUT_MS}")
+
+
+# --- arq (PyPI, build/arq-venv) ---------------------------------------------------------------
+def _arq_start(url: str) -> Process:
+    return Process([str(sidevenv.arq_python()), "-m", "arq", "arq_app.WorkerSettings"], url)
+
+
+def _arq_app(url: str, *args: str) -> str:
+    return subprocess.run([str(sidevenv.arq_python()), "arq_app.py", *args], cwd=TESTS,
+                          check=True, timeout=60, capture_output=True, text=True,
+                          env={"TQMON_TEST_REDIS_URL": url, "PATH": "/usr/bin:/bin"}).stdout
+
+
+def _arq_enqueue(url: str, kind: str, count: int, queue: str = "arq:queue") -> None:
+    _arq_app(url, "send", kind, str(count), queue)
+
+
+def _arq_own(url: str) -> dict[str, float]:
+    return {'task_queue_depth{priority="arq:backlog"}': float(_arq_app(url, "queued",
+                                                                       "arq:backlog"))}
+
+
 DRIVERS = [
     Driver("rq", ["--schema", "rq"], _rq_start, _rq_enqueue, _rq_own, _rq_busy),
     Driver("sidekiq", ["--schema", "sidekiq", "--sidekiq-heartbeat-timeout", "3"],
            _sidekiq_start, _sidekiq_enqueue, _sidekiq_own, _sidekiq_busy, counts_deaths=True),
     Driver("bullmq", ["--schema", "bullmq", "--bullmq-queues", "work,backlog"], _bullmq_start,
-           _bullmq_enqueue, _bullmq_own, _bullmq_busy, per_worker=False),
+           _bullmq_enqueue, _bullmq_own, _last, per_worker=False, busy_is_last=True),
     # discovered from the Python workers' connections alone, until none is left
     Driver("bullmq", ["--schema", "bullmq"], _bullmq_py_start, _bullmq_py_enqueue, _bullmq_own,
-           _bullmq_busy, per_worker=False, name="bullmq-python",
+           _last, per_worker=False, busy_is_last=True, name="bullmq-python",
            later_args=["--bullmq-queues", "work,backlog"]),
+    # no counts, no start times; a clean stop stays in the heartbeats: dead after the timeout
+    Driver("dramatiq", ["--schema", "dramatiq", "--dramatiq-heartbeat-timeout", "2",
+                        "--dramatiq-queues", "work,slow,idle"], _dramatiq_start,
+           _dramatiq_enqueue, _dramatiq_own, _last, queue="slow",
+           counts_failures=False, own_dead=_dramatiq_dead, running_age=False,
+           busy_is_last=True, backlog="idle"),
+    # three processes write one `arq:queue:health-check`, each its own counts over the
+    # others': the pool counters undercount (exact with one worker: tests/test_arq.py)
+    Driver("arq", ["--schema", "arq", "--arq-queues", "arq:queue",
+                   "--arq-health-check-interval", "1"], _arq_start, _arq_enqueue, _arq_own,
+           _last, queue="arq:queue", counts_failures=False, one_per_queue=True,
+           busy_is_last=True, backlog="arq:backlog",
+           backlog_args=["--arq-queues", "arq:queue,arq:backlog"]),
 ]
 NEEDS = {"sidekiq": "sidekiq", "bullmq": "node"}
+DRAMATIQ_TIMEOUT_MS = 2000  # dramatiq_app.HEARTBEAT_TIMEOUT_MS (not imported: it reads the URL)
 
 
 @pytest.fixture
@@ -218,6 +301,11 @@ def _value(result: Result, selector: str) -> float:
 def _pools(result: Result) -> dict[str, float]:
     return {s["pool"]: v for s, v in zip(result.series("workers_alive"),
                                          result.values("workers_alive"), strict=True) if v}
+
+
+def _up(result: Result) -> set[str]:
+    return {s["worker_id"] for s, v in zip(result.series("worker_up"),
+                                           result.values("worker_up"), strict=True) if v}
 
 
 def _counters(result: Result, pool: str) -> tuple[float, float]:
@@ -250,9 +338,10 @@ def _scenario(driver: Driver, url: str, client: redis.Redis, processes: list[Pro
         seen.append(result)
         return result
 
-    # 1. three processes of one deployment: one pool
+    # 1. three processes of one deployment: one pool (arq: one worker series per queue)
+    everyone, after_stop = (1, 1) if driver.one_per_queue else (3, 2)
     processes += [driver.start(url) for _ in range(3)]
-    result = poll(lambda r: sum(_pools(r).values()) == 3, "three workers")
+    result = poll(lambda r: sum(_pools(r).values()) == everyone, "three workers")
     (pool,) = _pools(result)
     # 2. 90 % failing: the pool counters count every job
     driver.enqueue(url, "fail", FAILING)
@@ -270,18 +359,25 @@ def _scenario(driver: Driver, url: str, client: redis.Redis, processes: list[Pro
         old = processes[index]
         old.signal(signal.SIGTERM)
         old.proc.wait(30)
-        result = poll(lambda r: sum(_pools(r).values()) == 2, "a clean stop")
-        assert result.total("workers_dead") == 0, "a clean stop counted as a death"
-        assert 0.0 not in result.values("worker_up")
+        if driver.own_dead:  # Dramatiq: the stopped worker is dead once its beat is too old
+            workers = _up(result)  # the three alone: a live producer would make four
+            result = poll(lambda r: sum(_pools(r).values()) == after_stop
+                          and r.total("workers_dead") == driver.own_dead(client), "a clean stop")
+            (stopped,) = workers - _up(result)
+            assert result.value("worker_up", worker_id=stopped, worker_name=stopped) == 0
+        else:
+            result = poll(lambda r: sum(_pools(r).values()) == after_stop, "a clean stop")
+            assert result.total("workers_dead") == 0, "a clean stop counted as a death"
+            assert 0.0 not in result.values("worker_up")
         if driver.counts_failures:
             record["leaving"].append(_counters(result, counter_pool)[0])
         processes[index] = driver.start(url)
-        result = poll(lambda r: _pools(r) == {pool: 3}, "the restarted worker in its pool")
+        result = poll(lambda r: _pools(r) == {pool: everyone}, "the restarted worker in its pool")
         if driver.counts_failures:
             assert _counters(result, counter_pool) == (TOTAL, FAILING)
             record["leaving"].append(_counters(result, counter_pool)[0])
     # 4. a job running longer than RUNNING s shows in the running age
-    if driver.schema == "bullmq":  # the busy one must be known: two leave cleanly first
+    if driver.busy_is_last:  # the busy one must be known: two leave cleanly first
         for process in processes[:2]:
             process.signal(signal.SIGTERM)
             process.proc.wait(30)
@@ -293,17 +389,27 @@ def _scenario(driver: Driver, url: str, client: redis.Redis, processes: list[Pro
         record["running"].append(age[0] if age else 0.0)
         return bool(age) and age[0] >= RUNNING
 
-    result = poll(ran, "the running age", 30)
+    if driver.running_age:
+        result = poll(ran, "the running age", 30)
+    else:  # no start times (Dramatiq): the job is fetched, into the worker's ack set
+        result = poll(lambda r: r.value("task_queue_depth", priority=driver.queue) == 0,
+                      "the long job fetched")
     # 5. the busy process SIGKILLed: dead, counted once by two collectors at once
     busy = driver.busy(client, processes)
     busy.signal(signal.SIGKILL)
     args += driver.later_args
     if driver.per_worker:
-        result = poll(lambda r: r.total("workers_dead") == 1, "the death", 30)
+        if driver.own_dead:  # and the job it held orphaned in its ack set
+            result = poll(lambda r: r.value("task_queue_orphaned", **running) == 1
+                          and r.total("workers_dead") == driver.own_dead(client), "the death")
+        else:
+            result = poll(lambda r: r.total("workers_dead") == 1, "the death", 30)
+        dead = result.total("workers_dead")
         with ThreadPoolExecutor(2) as pair:
             both = list(pair.map(lambda _: run_tqmon(*args), range(2)))
         for one in both:
-            assert one.total("workers_dead") == 1 and one.values("worker_up").count(0.0) == 1
+            assert one.total("workers_dead") == dead
+            assert one.values("worker_up").count(0.0) == dead
             if driver.counts_deaths:
                 assert one.value("dead_workers_detected_total") == 1
         seen += both
@@ -313,6 +419,7 @@ def _scenario(driver: Driver, url: str, client: redis.Redis, processes: list[Pro
         assert _counters(result, counter_pool) >= (TOTAL, FAILING)
     # 6. what the system's own API reports
     _enqueue_backlog(driver, url)
+    args += driver.backlog_args
     expected = driver.own(url)
     result = poll(lambda r: all(_value(r, s) == v for s, v in expected.items()),
                   f"tqmon to agree with {driver.schema}'s API: {expected}", 15)
@@ -325,6 +432,10 @@ def _enqueue_backlog(driver: Driver, url: str) -> None:
         _rq_enqueue(url, "ok", 4, "backlog")
     elif driver.schema == "sidekiq":
         _ruby(url, "AddJob", "backlog", "4")
+    elif driver.schema == "dramatiq":
+        _dramatiq_enqueue(url, "idle", 4)
+    elif driver.schema == "arq":
+        _arq_enqueue(url, "ok", 4, "arq:backlog")
     else:
         _bullmq_enqueue(url, "ok", 4, "backlog")
 
@@ -339,7 +450,8 @@ def test_promtool_on_recorded_series(tmp_path):
     panel's query: HighTaskFailureRate fires for each schema's 90 % failing pool, the rate of
     a pool whose workers left and came back shows no spike, TasksPendingTooLong fires for the
     stuck job (threshold set per deployment in the overrides)."""
-    missing = [d.id for d in DRIVERS if not RECORDED.get(d.id, {}).get("running")]
+    missing = [d.id for d in DRIVERS
+               if d.running_age and not RECORDED.get(d.id, {}).get("running")]
     assert not missing, f"no recorded run for {missing}: their conformance test failed"
     overrides = tmp_path / "overrides.yaml"
     overrides.write_text(yaml.safe_dump({"params": {"pending_too_long_seconds": 60}}))
@@ -352,6 +464,8 @@ def test_promtool_on_recorded_series(tmp_path):
         "$instance", ".+").replace("$cluster_name", ".*")
     tests = []
     for name, series in RECORDED.items():
+        if not series["running"]:  # Dramatiq: no start times, no counts
+            continue
         schema = next(d.schema for d in DRIVERS if d.id == name)
         labels = f'job="tqmon", instance="a", pool="{name}"'
         grouped = f'job="tqmon", instance="a", priority="work", group="{schema}"'
