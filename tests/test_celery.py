@@ -83,17 +83,22 @@ def test_celery_workers_queues_death_and_read_only(standalone, processes, monkey
     assert result.value("task_queue_orphaned", priority="slow", group="celery") == 0
     assert 0 < result.value("task_queue_oldest_pending_idle_seconds", priority="slow",
                             group="celery") < 30
-    # Celery's messages carry no send time: only the one with an eta has an age
-    assert result.series("task_queue_oldest_waiting_age_seconds") == [
-        {"priority": "later", "group": "celery"}]
+    # Celery's messages carry no send time: observed (first seen at a list's head), 0 when
+    # empty; a message sent with an eta is at least as old as its eta
+    assert result.value("task_queue_oldest_waiting_age_seconds", priority="work",
+                        group="celery") == 0
+    assert 0 <= result.value("task_queue_oldest_waiting_age_seconds", priority="backlog",
+                             group="celery") < 60
     assert 30 <= result.value("task_queue_oldest_waiting_age_seconds", priority="later",
                               group="celery") < 120
     assert sum(result.values("tqmon_skipped_entries")) == 0
 
-    # --read-only exec mode: no memory, the live workers only
+    # --read-only exec mode: no memory, the live workers only, no observed waiting age
     result = run_tqmon(*args, "--read-only")
     assert all(_up(result, name) == 1 for name in NAMES)
     assert not result.values("dead_workers_detected_total")
+    ages = {s["priority"] for s in result.series("task_queue_oldest_waiting_age_seconds")}
+    assert ages == {"work", "slow", "later"}  # backlog waits: its age is unknown here
 
     # SIGKILL w1 while it holds both long tasks (late ack: they stay in `unacked`)
     killed_at = time.monotonic()
@@ -136,7 +141,8 @@ def _publish(client: redis.Redis, channel: str, event: dict) -> None:
 
 def test_celery_listen_mode_remembers_in_the_process():
     """--listen keeps what it heard in the process: a worker heard in one scrape and silent in
-    the next is down and counted, nothing is written to Redis; garbage on the channel is
+    the next, its pidbox binding left behind (a SIGKILL), is down and counted; one whose binding
+    is gone (a clean stop) is forgotten; nothing is written to Redis; garbage on the channel is
     counted, not fatal. (Heartbeats published by the test: a freq of 0.5 s keeps it short.)"""
     server = devcluster.start_standalone()
     port = devcluster.free_port()
@@ -144,13 +150,17 @@ def test_celery_listen_mode_remembers_in_the_process():
                         f"{server.url}/2", "--celery-heartbeat-interval", "0.5", "--listen",
                         f"127.0.0.1:{port}", "--collectors", "workers"], server.url)
     client = server.client()
+    db2 = server.client(db=2)
+    db2.sadd("_kombu.binding.celery.pidbox", "\x06\x16\x06\x16fake@host.celery.pidbox")
+    before = digest(db2)
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(0.2):
-            _publish(client, "/2.celeryev/worker.heartbeat", {
-                "hostname": "fake@host", "type": "worker-heartbeat", "freq": 0.5,
-                "active": 0, "processed": 7})
+            for name in ("fake@host", "gone@host"):
+                _publish(client, "/2.celeryev/worker.heartbeat", {
+                    "hostname": name, "type": "worker-heartbeat", "freq": 0.5,
+                    "active": 0, "processed": 7})
             client.publish("/2.celeryev/worker.heartbeat", b"\x80not json")
 
     def scrape() -> Result:
@@ -175,8 +185,10 @@ def test_celery_listen_mode_remembers_in_the_process():
         while _up(result := scrape(), "fake@host") == 1:  # until past 2 x freq
             assert time.monotonic() < deadline, result.stdout
         assert result.value("dead_workers_detected_total") == 1
-        assert scrape().value("dead_workers_detected_total") == 1
-        assert client.dbsize() == 0 and server.client(db=2).dbsize() == 0
+        result = scrape()
+        assert result.value("dead_workers_detected_total") == 1
+        assert not result.values("worker_up", worker_id="gone@host", worker_name="gone@host")
+        assert client.dbsize() == 0 and digest(db2) == before
     finally:
         stop.set()
         listener.stop()
@@ -219,9 +231,17 @@ def test_celery_bad_data_is_counted_not_fatal(standalone):
     skipped = {s["reason"]: v for s, v in zip(result.series("tqmon_skipped_entries"),
                result.values("tqmon_skipped_entries"), strict=True)
                if s["collector"] == "queues"}
-    assert skipped == {"bad_value": 2, "wrong_type": 1, "unknown_queue": 1, "not_scanned": 0}
+    # bad values: the garbled binding, the unacked t1, the waiting message (no delivery tag)
+    assert skipped == {"bad_value": 3, "wrong_type": 1, "unknown_queue": 1, "not_scanned": 0}
+    # never silent: what it cannot read, named, with the option that would fix it
+    assert "celery: cannot read binding members that do not split" in result.stderr
+    assert "_kombu.binding.jobs garbage; set --celery-sep" in result.stderr
+    assert "queue keys that are not lists: jobs\\x06\\x166" in result.stderr
+    assert "observed waiting age not recorded" in result.stderr
 
-    # tqmon's own memory, garbled: the entry is skipped (its death still counted once)
+    # tqmon's own memory, garbled: the entry is skipped (its death still counted once: its
+    # pidbox binding is left, as a SIGKILL leaves it)
+    client.sadd("_kombu.binding.celery.pidbox", "\x06\x16\x06\x16ghost@host.celery.pidbox")
     client.zadd("{tq}:celery:workers", {"ghost@host": 1})
     client.hset("{tq}:celery:info", "ghost@host", "garbage")
     result = run_tqmon("--schema", "celery", "--redis-url", standalone.url, "--collectors",

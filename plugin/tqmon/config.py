@@ -91,6 +91,8 @@ class Config:
     celery_queues: tuple[str, ...] = ()  # () = every queue bound in kombu's binding sets
     celery_visibility_timeout: float = CELERY_VISIBILITY_TIMEOUT
     celery_key_prefix: str = ""  # kombu's global_keyprefix
+    celery_sep: str | None = None  # kombu's `sep`; None = detected from the binding members
+    celery_priority_steps: tuple[int, ...] | None = None  # kombu's; None = steps 0..9 probed
     celery_heartbeat_interval: float = CELERY_HEARTBEAT_INTERVAL
     arq_queues: tuple[str, ...] = (ARQ_QUEUE,)
     arq_health_check_interval: float = ARQ_HEALTH_CHECK_INTERVAL
@@ -200,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "are orphaned (default 3600)")
     p.add_argument("--celery-key-prefix", metavar="P",
                    help="Celery: kombu's global_keyprefix (default none)")
+    p.add_argument("--celery-sep", metavar="SEP",
+                   help="Celery: kombu's `sep` transport option, \\xNN escapes allowed (default: "
+                   "detected from the binding members; kombu's is \\x06\\x16)")
+    p.add_argument("--celery-priority-steps", metavar="LIST",
+                   help="Celery: kombu's `priority_steps`, comma-separated (default: the lists "
+                   "of steps 0-9 that exist; kombu's are 0,3,6,9)")
     p.add_argument("--celery-heartbeat-interval", metavar="SECONDS", type=float,
                    help="Celery: the workers' --heartbeat-interval; each run listens a little "
                    "longer than this for their heartbeats (default 2)")
@@ -283,6 +291,34 @@ def _check_flags(flags: dict[str, Any]) -> None:
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str):
                 text(item, "--" + key.replace("_", "-"))
+
+
+def _celery_sep(value: str | None) -> str | None:
+    """kombu's `sep`: text, with \\xNN escapes for the control characters kombu uses."""
+    if value is None:
+        return None
+    try:
+        sep = re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), value)
+    except ValueError:
+        sep = ""
+    if not sep:
+        raise ConfigError("--celery-sep must not be empty")
+    return sep
+
+
+def _celery_steps(value: Any) -> tuple[int, ...] | None:
+    """kombu's `priority_steps`: distinct whole numbers from 0 to 255, sorted (kombu bisects)."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        steps = sorted({int(str(v).strip()) for v in items if str(v).strip()})
+    except ValueError:
+        steps = []
+    if not steps or not all(0 <= step <= 255 for step in steps):
+        raise ConfigError("--celery-priority-steps must be whole numbers from 0 to 255, "
+                          "comma-separated (kombu's default: 0,3,6,9)")
+    return tuple(steps)
 
 
 def _as_list(value: Any, what: str) -> list[str]:
@@ -411,6 +447,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if not dramatiq_queues:
         raise ConfigError("--dramatiq-queues needs at least one queue name")
     celery_queues = tuple(dict.fromkeys(_as_list(pick("celery_queues", []), "celery-queues")))
+    celery_sep, celery_steps = _celery_sep(pick("celery_sep")), _celery_steps(
+        pick("celery_priority_steps"))
     arq_queues = tuple(dict.fromkeys(_as_list(pick("arq_queues", [ARQ_QUEUE]), "arq-queues")))
     if not arq_queues:
         raise ConfigError("--arq-queues needs at least one queue name")
@@ -458,6 +496,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             pick("celery_visibility_timeout", CELERY_VISIBILITY_TIMEOUT),
             "celery-visibility-timeout", MAX_SECONDS),
         celery_key_prefix=pick("celery_key_prefix", ""),
+        celery_sep=celery_sep,
+        celery_priority_steps=celery_steps,
         celery_heartbeat_interval=_seconds(
             pick("celery_heartbeat_interval", CELERY_HEARTBEAT_INTERVAL),
             "celery-heartbeat-interval", MAX_SECONDS),
