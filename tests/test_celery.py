@@ -248,3 +248,39 @@ def test_celery_bad_data_is_counted_not_fatal(standalone):
                        "workers", "--timeout", "1.5", "--celery-heartbeat-interval", "0.5")
     assert result.value("tqmon_skipped_entries", collector="workers", reason="bad_value") == 1
     assert not result.values("worker_up") and result.value("dead_workers_detected_total") == 1
+
+
+def test_celery_deaths_counted_however_many_are_retained(standalone):
+    """1,200 dead workers retained (within --dead-retention), then one new death: counted.
+    The dead set is read from a cursor (lua/dead_set.lua), not from its lowest score."""
+    client = standalone.client()
+    seconds, micros = client.time()
+    now = seconds + micros / 1e6
+    names = [f"old{i}@host" for i in range(1200)]
+    # SIGKILLed workers leave their pidbox binding: each of them died
+    client.sadd("_kombu.binding.celery.pidbox",
+                *(f"\x06\x16\x06\x16{n}.celery.pidbox" for n in [*names, "new@host"]))
+    client.zadd("{tq}:celery:workers", {n: now - 100 + i / 100 for i, n in enumerate(names)})
+    args = ["--schema", "celery", "--redis-url", standalone.url, "--collectors", "workers",
+            "--celery-heartbeat-interval", "0.5"]
+    assert run_tqmon(*args).value("dead_workers_detected_total") == 1000  # a run's limit
+    assert run_tqmon(*args).value("dead_workers_detected_total") == 1200
+    assert client.zcard("{tq}:celery:dead") == 1200  # all retained
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(0.1):
+            _publish(client, "/0.celeryev/worker.heartbeat", {
+                "hostname": "new@host", "type": "worker-heartbeat", "freq": 0.5})
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    try:
+        result = run_tqmon(*args)
+    finally:
+        stop.set()
+        beater.join()
+    assert _up(result, "new@host") == 1
+    result = poll_tqmon(args, lambda r: _up(r, "new@host") == 0, 10, "new@host's death")
+    assert result.value("dead_workers_detected_total") == 1201
