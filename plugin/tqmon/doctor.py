@@ -25,6 +25,7 @@ from typing import Any, TextIO
 import redis
 
 from . import acl, connection, contract
+from .collectors.celery import layout as celery_layout
 from .config import Config, Target
 from .model import describe_error
 from .parallel import Deadline, run_parallel
@@ -527,6 +528,7 @@ def check_collection(config: Config, captured: Captured) -> Iterator[Finding]:
             text = why if why.startswith(f"collector {name}") else \
                 f"collector {name} failed" + (f": {why}" if why else "")
             yield problem("collect", text)
+    yield from check_celery_layout(errors)
     series = samples.exposed()
     omitted = sum(v for _, v in samples.rows.get("tqmon_worker_series_omitted", []))
     cap = config.max_worker_series
@@ -539,6 +541,13 @@ def check_collection(config: Config, captured: Captured) -> Iterator[Finding]:
     else:
         yield ok("series", text + (f"; --max-worker-series {'all' if cap is None else cap}"
                                    if not omitted else ""))
+
+
+def check_celery_layout(errors: list[str]) -> Iterator[Finding]:
+    """Celery keys the collection could not read (a separator, a key prefix, a list of another
+    type), each with the option that fixes it."""
+    for text, fix in celery_layout.unreadable(errors):
+        yield warning("celery", text, fix)
 
 
 # ---- the command ---------------------------------------------------------------------------

@@ -107,6 +107,16 @@ def warn(what: str, names: list[bytes], fix: str) -> None:
     log.warning("%s %s: %s%s; %s", UNREADABLE, what, shown, more, fix)
 
 
+def unreadable(lines: Iterable[str]) -> list[tuple[str, str]]:
+    """(what, fix) of each `warn` line among a run's stderr lines: doctor's findings."""
+    found = []
+    for line in lines:
+        if line.startswith(UNREADABLE):
+            what, _, fix = line.rpartition("; ")
+            found.append((what.removeprefix("celery: "), fix))
+    return found
+
+
 def discover(client: redis.Redis, prefix: bytes) -> tuple[list[bytes], list[bytes], bool]:
     """Binding set keys under `prefix`, binding keys under any other prefix, by one SCAN
     bounded to DISCOVERY_SCAN_CALLS; and whether it finished."""
