@@ -11,17 +11,25 @@
 local t = redis.call('TIME')
 local now = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000)
 local n = tonumber(ARGV[1])
+local CHUNK = 1000  -- arguments unpacked into one HMGET / HDEL
 local out = {}
-for i = 0, n - 1 do
-  local key, tag = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
-  local known = redis.call('HGET', KEYS[1], key)
-  local since, seen = nil, nil
-  if known then since, seen = string.match(known, '^(%S+) (.*)$') end
-  if seen ~= tag or since == nil then
-    since = now
-    redis.call('HSET', KEYS[1], key, now .. ' ' .. tag)
+for first = 0, n - 1, CHUNK do
+  local last = math.min(n - 1, first + CHUNK - 1)
+  local fields = {}
+  for i = first, last do fields[#fields + 1] = ARGV[2 + 2 * i] end
+  local known = redis.call('HMGET', KEYS[1], unpack(fields))
+  for i = first, last do
+    local key, tag, since, seen = ARGV[2 + 2 * i], ARGV[3 + 2 * i], nil, nil
+    local was = known[i - first + 1]
+    if was then since, seen = string.match(was, '^(%S+) (.*)$') end
+    if seen ~= tag or since == nil then
+      since = now
+      redis.call('HSET', KEYS[1], key, now .. ' ' .. tag)
+    end
+    out[#out + 1] = since
   end
-  out[#out + 1] = since
 end
-for i = 2 + 2 * n, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+for first = 2 + 2 * n, #ARGV, CHUNK do
+  redis.call('HDEL', KEYS[1], unpack(ARGV, first, math.min(#ARGV, first + CHUNK - 1)))
+end
 return out
