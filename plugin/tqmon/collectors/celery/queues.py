@@ -3,8 +3,8 @@ eta, and its delivery tag for the observed waiting age, seen.py), and the unacke
 (ZRANGE of `unacked_index` in windows, HMGET of `unacked` in batches, attributed to their queue
 through the bindings): in-flight counts, the oldest one's age (the running age) and the
 orphans (taken longer ago than the visibility timeout: their worker died, kombu restores them
-only then). Two round trips for the lists, pipelined in batches: LLEN of every probed step,
-then LINDEX -1 of the lists that hold messages.
+only then). LLEN and LINDEX -1 of every probed list go in one round trip; the waiting-age
+script rides with the first unacked read.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ import redis
 from ... import boundedjson, connection
 from ...model import Samples
 from ..base import BATCH, MAX_LABEL, Context, on_key_owner, server_time
+from . import seen
 from .layout import Bindings, Layout, bindings, warn
-from .seen import first_seen
 
 log = logging.getLogger(__name__)
 
 UNACKED_WINDOW = 5000  # unacked_index members per ZRANGE
 UNACKED_MAX = 200_000  # unacked messages read per run, at most
 GROUP = "celery"  # the `group` label of the in-flight and orphaned series
+LIST_BATCH = 4 * BATCH  # commands a round trip over the lists: LLEN and LINDEX of 2,000
 QUEUE_REASONS = ("bad_value", "wrong_type", "unknown_queue", "not_scanned")
 
 
@@ -65,57 +66,69 @@ def _head(message: Any, skips: Counter[str]) -> tuple[bytes | None, float | None
     return tag, parsed.timestamp()
 
 
-def _waiting(ctx: Context, client: redis.Redis, layout: Layout, queues: list[bytes],
-             found: dict[bytes, Queue], skips: Counter[str]) -> tuple[float, int]:
-    """Depth, eta and observed age of every queue; the server time and the unacked size."""
-    head = connection.pipelined(client, [(b"TIME",), (b"ZCARD", layout.prefix + b"unacked_index")])
-    if isinstance(head[0], Exception):
-        raise head[0]
-    unacked = 0 if isinstance(head[1], Exception) else int(head[1])
-    if isinstance(head[1], Exception):
-        skips["wrong_type"] += 1
-    now = server_time(head[0])
+@dataclass
+class Lists:
+    """What one round trip over the priority lists found."""
+
+    now: float
+    unacked: int  # size of unacked_index
+    heads: dict[bytes, bytes]  # list key -> delivery tag of the message at its head
+    empty: list[bytes]
+    queue_of: dict[bytes, bytes]  # list key -> its queue
+
+
+def _lists(client: redis.Redis, layout: Layout, queues: list[bytes], found: dict[bytes, Queue],
+           skips: Counter[str]) -> Lists:
+    """Depth and the head's eta of every queue, with the server time and the unacked size:
+    TIME, ZCARD, and LLEN and LINDEX -1 of every probed list, in one round trip (LIST_BATCH)."""
     keys = [(queue, key) for queue in queues for key in layout.lists(queue)]
-    lengths = _batched(client, [(b"LLEN", key) for _, key in keys])
-    full, empty, wrong = [], [], []
-    for (queue, key), length in zip(keys, lengths, strict=True):
-        if isinstance(length, Exception):
+    commands: list[tuple[Any, ...]] = [(b"TIME",), (b"ZCARD", layout.prefix + b"unacked_index")]
+    for _, key in keys:
+        commands += [(b"LLEN", key), (b"LINDEX", key, -1)]
+    replies = [reply for start in range(0, len(commands), LIST_BATCH)
+               for reply in connection.pipelined(client, commands[start:start + LIST_BATCH])]
+    if isinstance(replies[0], Exception):
+        raise replies[0]
+    unacked = 0 if isinstance(replies[1], Exception) else int(replies[1])
+    if isinstance(replies[1], Exception):
+        skips["wrong_type"] += 1
+    out = Lists(server_time(replies[0]), unacked, {}, [], {})
+    wrong = []
+    for index, (queue, key) in enumerate(keys):
+        length, tail = replies[2 + 2 * index], replies[3 + 2 * index]
+        if isinstance(length, Exception) or isinstance(tail, Exception):
             skips["wrong_type"] += 1
             wrong.append(key)
-        elif length:
-            found[queue].depth += int(length)
-            full.append((queue, key))
-        else:
-            empty.append(key)
-    warn("queue keys that are not lists", wrong, "name the queues with --celery-queues")
-    tails = _batched(client, [(b"LINDEX", key, -1) for _, key in full])
-    heads: dict[bytes, bytes] = {}
-    for (queue, key), tail in zip(full, tails, strict=True):
-        if isinstance(tail, Exception) or tail is None:  # taken between the two reads
             continue
+        if not length:
+            out.empty.append(key)
+            continue
+        found[queue].depth += int(length)
+        if tail is None:  # taken between the two reads
+            continue
+        out.queue_of[key] = queue
         tag, eta = _head(tail, skips)
         if tag is not None:
-            heads[key] = tag
+            out.heads[key] = tag
         if eta is not None:
             state = found[queue]
             state.oldest_eta = eta if state.oldest_eta is None else min(eta, state.oldest_eta)
-    seen, error = first_seen(ctx, client, now, heads, empty)
+    warn("queue keys that are not lists", wrong, "name the queues with --celery-queues")
+    return out
+
+
+def _observed(ctx: Context, lists: Lists, found: dict[bytes, Queue], reply: Any) -> None:
+    """Each queue's oldest first sighting at a list's head (seen.py), from the script's reply
+    (or the process's memory)."""
+    since_of, error = seen.first_seen(ctx, lists.now, lists.heads, lists.empty, reply)
     if error:
         log.warning("celery: observed waiting age not recorded: %s", error)
-    remembered = bool(seen) or (error is None and _has_memory(ctx))
-    of_key = {key: queue for queue, key in full}
+    remembered = error is None and _has_memory(ctx)
     for queue in found.values():
         queue.memory = remembered
-    for key, since in seen.items():
-        state = found[of_key[key]]
+    for key, since in since_of.items():
+        state = found[lists.queue_of[key]]
         state.oldest_seen = since if state.oldest_seen is None else min(since, state.oldest_seen)
-    return now, unacked
-
-
-def _batched(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
-    """Replies to `commands`, BATCH of them per round trip."""
-    return [reply for start in range(0, len(commands), BATCH)
-            for reply in connection.pipelined(client, commands[start:start + BATCH])]
 
 
 def _has_memory(ctx: Context) -> bool:
@@ -125,19 +138,22 @@ def _has_memory(ctx: Context) -> bool:
 
 def _unacked(client: redis.Redis, prefix: bytes, size: int, now: float, visibility: float,
              routes: dict[tuple[bytes, bytes], bytes], found: dict[bytes, Queue],
-             skips: Counter[str]) -> None:
-    """Attribute each unacked message to its queue from its exchange and routing key."""
+             skips: Counter[str], extra: tuple[Any, ...] | None) -> Any:
+    """Attribute each unacked message to its queue from its exchange and routing key. `extra`
+    (the waiting-age script) rides in the first round trip; its reply is returned."""
     if size > UNACKED_MAX:
         skips["not_scanned"] += size - UNACKED_MAX
         size = UNACKED_MAX
     windows = [(b"ZRANGE", prefix + b"unacked_index", start,
                 min(size, start + UNACKED_WINDOW) - 1, b"WITHSCORES")
                for start in range(0, size, UNACKED_WINDOW)]
+    replies = connection.pipelined(client, [*windows, *([extra] if extra else [])])
+    extra_reply = replies.pop() if extra else None
     taken: list[tuple[bytes, float]] = []
-    for reply in connection.pipelined(client, windows) if windows else []:
+    for reply in replies:
         if isinstance(reply, Exception):
             skips["wrong_type"] += 1
-            return
+            return extra_reply
         taken += [(tag, float(score)) for tag, score in zip(reply[::2], reply[1::2],
                                                             strict=True)]
     for start in range(0, len(taken), BATCH):
@@ -146,7 +162,7 @@ def _unacked(client: redis.Redis, prefix: bytes, size: int, now: float, visibili
             client, [(b"HMGET", prefix + b"unacked", *(tag for tag, _ in batch))])
         if isinstance(messages, Exception):
             skips["wrong_type"] += 1
-            return
+            return extra_reply
         for (_, taken_at), raw in zip(batch, messages, strict=True):
             if raw is None:  # acked between the two reads
                 continue
@@ -159,6 +175,7 @@ def _unacked(client: redis.Redis, prefix: bytes, size: int, now: float, visibili
                 state.orphaned += 1
             if state.oldest_taken is None or taken_at < state.oldest_taken:
                 state.oldest_taken = taken_at
+    return extra_reply
 
 
 def _route(raw: bytes, routes: dict[tuple[bytes, bytes], bytes], found: dict[bytes, Queue],
@@ -181,10 +198,12 @@ def collect_queues(ctx: Context) -> Samples:
         out, skips = Samples(), Counter[str]()
         bound: Bindings = bindings(ctx.config, client, skips)
         found = {queue: Queue() for queue in bound.queues}
-        now, unacked = _waiting(ctx, client, bound.layout, bound.queues, found, skips)
-        _unacked(client, bound.layout.prefix, unacked, now,
-                 ctx.config.celery_visibility_timeout, bound.routes, found, skips)
-        _add_queues(out, now, found)
+        lists = _lists(client, bound.layout, bound.queues, found, skips)
+        script = seen.command(ctx, lists.heads, lists.empty)
+        reply = _unacked(client, bound.layout.prefix, lists.unacked, lists.now,
+                         ctx.config.celery_visibility_timeout, bound.routes, found, skips, script)
+        _observed(ctx, lists, found, reply)
+        _add_queues(out, lists.now, found)
         out.add_skipped("queues", QUEUE_REASONS, skips)
         return out
 

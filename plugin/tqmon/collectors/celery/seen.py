@@ -15,8 +15,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import redis
-
 from ... import contract
 from ...model import describe_error
 from ..base import Context
@@ -25,41 +23,40 @@ _PROCESS_SEEN: dict[tuple[Any, ...], dict[bytes, tuple[bytes, float]]] = {}
 _LOCK = threading.Lock()
 
 
-def first_seen(ctx: Context, client: redis.Redis, now: float, heads: dict[bytes, bytes],
-               empty: list[bytes]) -> tuple[dict[bytes, float], str | None]:
+def command(ctx: Context, heads: dict[bytes, bytes], empty: list[bytes]
+            ) -> tuple[Any, ...] | None:
+    """The EVAL that records this run's sightings in Redis (None when not writable, or when
+    there is nothing to record), for the caller to pipeline."""
+    if ctx.config.read_only or (not heads and not empty):
+        return None
+    args: list[Any] = [len(heads)]
+    for name, tag in heads.items():
+        args += [name, tag]
+    key = contract.Keys(ctx.config.prefix).tag + ":celery:seen"
+    return (b"EVAL", contract.CELERY_SEEN, 1, key, *args, *empty)
+
+
+def first_seen(ctx: Context, now: float, heads: dict[bytes, bytes], empty: list[bytes],
+               reply: Any) -> tuple[dict[bytes, float], str | None]:
     """List key -> when its head message was first seen (server seconds), for the lists with a
-    head (delivery tag); `empty` lists are forgotten. {} without memory; the error text if the
-    memory could not be written."""
+    head (delivery tag), from `command`'s reply or the process's memory; `empty` lists are
+    forgotten. {} without memory; the error text if the memory could not be written."""
     cfg = ctx.config
     if not cfg.read_only:
-        return _in_redis(ctx, client, heads, empty)
+        if isinstance(reply, Exception):  # e.g. NOPERM: no observed age this run
+            return {}, describe_error(reply)
+        return {name: float(since) for name, since in zip(heads, reply or [], strict=True)}, None
     if cfg.listen is None and cfg.interval is None:
         return {}, None
     key = (cfg.targets, cfg.db, cfg.celery_key_prefix)
     with _LOCK:
-        seen = _PROCESS_SEEN.setdefault(key, {})
+        memory = _PROCESS_SEEN.setdefault(key, {})
         for name in empty:
-            seen.pop(name, None)
+            memory.pop(name, None)
         out = {}
         for name, tag in heads.items():
-            known = seen.get(name)
+            known = memory.get(name)
             if known is None or known[0] != tag:
-                seen[name] = known = (tag, now)
+                memory[name] = known = (tag, now)
             out[name] = known[1]
         return out, None
-
-
-def _in_redis(ctx: Context, client: redis.Redis, heads: dict[bytes, bytes],
-              empty: list[bytes]) -> tuple[dict[bytes, float], str | None]:
-    if not heads and not empty:
-        return {}, None
-    key = contract.Keys(ctx.config.prefix).tag + ":celery:seen"
-    names = list(heads)
-    args: list[Any] = [len(names)]
-    for name in names:
-        args += [name, heads[name]]
-    try:
-        reply = client.execute_command("EVAL", contract.CELERY_SEEN, 1, key, *args, *empty)
-    except redis.exceptions.ResponseError as exc:  # e.g. NOPERM: no observed age this run
-        return {}, describe_error(exc)
-    return {name: float(since) for name, since in zip(names, reply, strict=True)}, None
