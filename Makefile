@@ -63,7 +63,19 @@ OVERRIDES ?=
 GEN_DIR  := $(if $(OVERRIDES),build/,)
 GEN_ARGS := $(if $(OVERRIDES),--overrides $(OVERRIDES),)
 
-.PHONY: dashboards alerts
+.PHONY: dashboards alerts grafana-schema
+
+# tests/grafana-schema/dashboard.schema.json: Grafana's published dashboard types (npm
+# @grafana/schema) as JSON Schema (tests/grafana-schema/README.md). Needs npm; committed.
+GRAFANA_SCHEMA := 13.2.3
+grafana-schema:
+	rm -rf build/grafana-schema && mkdir -p build/grafana-schema
+	cd build/grafana-schema && npm pack --silent @grafana/schema@$(GRAFANA_SCHEMA) \
+	  && tar xzf grafana-schema-$(GRAFANA_SCHEMA).tgz \
+	  && npm install --no-audit --no-fund --loglevel=error ts-json-schema-generator@2.9.0 \
+	  && node_modules/.bin/ts-json-schema-generator --no-type-check --type Dashboard \
+	    --path package/dist/types/raw/dashboard/x/types.gen.d.ts \
+	    -o $(CURDIR)/tests/grafana-schema/dashboard.schema.json
 
 dashboards: install alerts
 	$(BIN)/python dashboards/generate.py $(GEN_ARGS) --output $(GEN_DIR)dashboards/tqmon.json

@@ -52,7 +52,8 @@ def render(views: views.Views) -> str:
         loader=jinja2.FileSystemLoader(HERE), undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     env.filters["yaml"] = yaml_scalar
-    text = env.get_template("rules.yaml.j2").render(alerts=views.alerts, selector=views.selector)
+    text = env.get_template("rules.yaml.j2").render(alerts=views.alerts, selector=views.selector,
+                                                        runbook=views.runbook_url)
     if yaml.safe_load(text) != rules(views):  # the template's quoting is what it must be
         raise catalog.CatalogError("the rendered rules do not read back as the catalog's alerts")
     return text

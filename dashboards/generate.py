@@ -22,7 +22,28 @@ from devtools import views
 
 OUTPUT = Path(__file__).resolve().parent / "tqmon.json"
 GRID_WIDTH = 24
-SCHEMA_VERSION = 37  # Grafana 9.1+: datasource references are {type, uid} objects
+# The dashboard model of Grafana 13.2 (@grafana/schema 13.2.3's defaultDashboard): Grafana
+# migrates anything older on load, so an older number only makes every load run migrations.
+SCHEMA_VERSION = 42
+# grafanalib 0.7 writes the model of Grafana 5-8 (rows, span, the old heatmap's cards and axes,
+# Graphite's target fields...). current_model() keeps of each object only the keys the current
+# model has (Grafana's dashboard schema, tests/grafana-schema/), so every panel, whichever row
+# or catalog entry it comes from, is written in today's model.
+CURRENT_KEYS = {
+    "dashboard": {"annotations", "description", "editable", "fiscalYearStartMonth", "graphTooltip",
+                  "links", "liveNow", "panels", "refresh", "schemaVersion", "tags", "templating",
+                  "time", "timepicker", "timezone", "title", "uid", "version", "weekStart"},
+    "row": {"collapsed", "datasource", "gridPos", "id", "panels", "repeat", "title", "type"},
+    "panel": {"datasource", "description", "fieldConfig", "gridPos", "id", "interval", "links",
+              "maxDataPoints", "options", "targets", "timeFrom", "timeShift", "title",
+              "transformations", "transparent", "type"},
+    "target": {"datasource", "expr", "format", "hide", "instant", "interval", "intervalFactor",
+               "legendFormat", "refId"},
+    "variable": {"allValue", "current", "datasource", "description", "hide", "includeAll",
+                 "label", "multi", "name", "options", "query", "refresh", "regex", "skipUrlSync",
+                 "sort", "type"},
+    "timepicker": {"hidden", "nowDelay", "refresh_intervals"},
+}
 # Every panel and query names the datasource through this variable, never a fixed uid nor a
 # ${DS_...} import input: the same file then works provisioned from disk and imported in the UI.
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -103,16 +124,20 @@ def panel(spec: views.PanelSpec, panel_id: int, pos: G.GridPos) -> G.Panel:
         "id": panel_id, "title": spec.title, "description": spec.description or None,
         "dataSource": DATASOURCE, "targets": targets, "gridPos": pos,
         "thresholds": _thresholds(spec), "maxDataPoints": None,
-        "editable": False,  # as the dashboard: grafanalib's panels default to true
     }
-    unit_json = {"fieldConfig": {"defaults": {"unit": spec.unit}}}
+    unit_json = {"fieldConfig": {"defaults": {"unit": spec.unit}, "overrides": []}}
+    # the catalog's empty-state text (a feature not in use), shown instead of Grafana's "No data"
+    empty = {"fieldConfig": {"defaults": {"noValue": spec.no_data}}} if spec.no_data else None
+    if empty:
+        unit_json["fieldConfig"]["defaults"]["noValue"] = spec.no_data
     if spec.type == "stat":
         return G.Stat(**common, format=spec.unit, reduceCalc="lastNotNull", graphMode="area",
-                      colorMode="value", mappings=_mappings(spec), noValue="no data",
-                      color={"mode": "thresholds"})
+                      colorMode="value", mappings=_mappings(spec),
+                      noValue=spec.no_data or "no data", color={"mode": "thresholds"})
     if spec.type == "timeseries":
         return G.TimeSeries(**common, unit=spec.unit, tooltipMode="multi", tooltipSort="desc",
-                            thresholdsStyleMode="dashed" if spec.thresholds else "off")
+                            thresholdsStyleMode="dashed" if spec.thresholds else "off",
+                            extraJson=empty)
     if spec.type == "state-timeline":
         return G.StateTimeline(**common, mappings=_mappings(spec), extraJson=unit_json)
     if spec.type == "heatmap":
@@ -127,7 +152,7 @@ def layout(views: views.Views) -> list[G.Panel]:
     panels: list[G.Panel] = []
     y = 0
     for title, specs in views.rows:
-        panels.append(G.RowPanel(id=len(panels) + 1, title=title, editable=False,
+        panels.append(G.RowPanel(id=len(panels) + 1, title=title,
                                  gridPos=G.GridPos(h=1, w=GRID_WIDTH, x=0, y=y)))
         y, x, line_height = y + 1, 0, 0
         for spec in specs:
@@ -157,10 +182,43 @@ def dashboard(views: views.Views) -> G.Dashboard:
     )
 
 
+def _keep(data: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The keys of `data` Grafana's current model has for `kind`, unset (None) ones dropped."""
+    return {k: v for k, v in data.items() if k in CURRENT_KEYS[kind] and v is not None}
+
+
+def _drop_none(value: Any) -> Any:
+    """grafanalib writes an unset option as null; the schema wants it absent. A threshold
+    step's `value: null` is kept: it is the base step, from minus infinity."""
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items()
+                if v is not None or (k == "value" and "color" in value)}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def current_model(data: dict[str, Any]) -> dict[str, Any]:
+    """grafanalib's dashboard (its JSON form) in the model of SCHEMA_VERSION; every row and
+    panel goes through here, so a panel type or a row added later is current too."""
+    def one_panel(p: dict[str, Any]) -> dict[str, Any]:
+        if p["type"] == "row":
+            return {**_keep(p, "row"), "panels": [one_panel(q) for q in p.get("panels", [])]}
+        return {**_keep(p, "panel"), "targets": [_keep(t, "target") for t in p["targets"]]}
+
+    data = json.loads(json.dumps(data, cls=DashboardEncoder))  # plain dicts and lists
+    model = _keep(data, "dashboard")
+    model["panels"] = [one_panel(p) for p in data["panels"]]
+    model["templating"] = {"list": [_keep(v, "variable") for v in data["templating"]["list"]]}
+    model["timepicker"] = _keep(data["timepicker"], "timepicker")
+    model["schemaVersion"] = SCHEMA_VERSION
+    return _drop_none(model)
+
+
 def render(views: views.Views) -> str:
     """The dashboard JSON, byte for byte what is committed for the default settings."""
-    data = dashboard(views).to_json_data()
-    return json.dumps(data, sort_keys=True, indent=2, cls=DashboardEncoder) + "\n"
+    data = current_model(dashboard(views).to_json_data())
+    return json.dumps(data, sort_keys=True, indent=2) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

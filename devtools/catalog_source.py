@@ -1,5 +1,6 @@
 """catalog.yaml, the file people edit: read it, and compile it into the catalog.json the plugin
-reads at run time (only the keys the plugin needs; the dashboard and alert sections stay here).
+reads at run time (only the keys the plugin needs; the dashboard and alert sections stay here),
+and render its per-schema signal tables into docs/adapters.md (devtools.signals).
 
     python -m devtools.catalog_source [--check]     (make catalog)
 """
@@ -14,6 +15,8 @@ from typing import Any
 
 import yaml
 from tqmon.catalog import COMPILED, SOURCE, Catalog, CatalogError, parse
+
+from devtools import signals
 
 
 def read_yaml(path: Path = SOURCE) -> Any:
@@ -39,25 +42,30 @@ def load(path: Path = SOURCE) -> Catalog:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Regenerate catalog.json, or with --check fail if it is stale."""
+    """Regenerate catalog.json and docs/adapters.md's signal tables, or with --check fail if
+    either is stale."""
     parser = argparse.ArgumentParser(prog="python -m devtools.catalog_source",
                                      description=main.__doc__)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     try:
         text = compiled_text()
+        doc = signals.DOC.read_text(encoding="utf-8")
+        tables = signals.rendered_doc(read_yaml(), doc)
     except CatalogError as exc:
         print(f"catalog.yaml: {exc}", file=sys.stderr)
         return 2
-    current = COMPILED.read_text(encoding="utf-8") if COMPILED.exists() else ""
-    if args.check:
-        if current != text:
-            print("catalog.json is stale: run `make catalog`", file=sys.stderr)
-            return 1
-        return 0
-    if current != text:
-        COMPILED.write_text(text, encoding="utf-8")
-    return 0
+    stale = 0
+    for path, new in ((COMPILED, text), (signals.DOC, tables)):
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current == new:
+            continue
+        if args.check:
+            print(f"{path.name} is stale: run `make catalog`", file=sys.stderr)
+            stale = 1
+        else:
+            path.write_text(new, encoding="utf-8")
+    return stale
 
 
 if __name__ == "__main__":

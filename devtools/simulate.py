@@ -1,6 +1,7 @@
 """A simulated worker process publishing heartbeats with tqmon.heartbeat, for the demo and tests.
 
     python -m devtools.simulate --redis-url redis://127.0.0.1:7000 --cluster --name w1
+    python -m devtools.simulate --sentinel 127.0.0.1:26379 --sentinel-master jobs --name w1
 
 It runs fake tasks of several types and priorities (every --fail-every'th fails), prints
 `ready` once registered and `done <processed> <failed>` after --tasks tasks, then keeps beating.
@@ -11,6 +12,7 @@ With --consume it takes its tasks from the contract's priority streams instead (
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import signal
 import sys
@@ -19,6 +21,7 @@ import time
 from typing import Any
 
 import redis
+from redis.sentinel import Sentinel
 from tqmon import contract
 from tqmon.heartbeat import REDIS_ERRORS, Heartbeat
 from tqmon.streams import TaskStreams
@@ -32,9 +35,25 @@ def make_client(url: str, cluster: bool) -> Any:
     return redis.Redis.from_url(url, decode_responses=True)
 
 
+def sentinel_client(addresses: list[str], master: str) -> redis.Redis:
+    """A Sentinel-managed client, as an application has it: every new connection asks the
+    sentinels for the master, and one to a demoted master is dropped (READONLY), so after a
+    failover the next call lands on the new master. The socket timeout ends calls to a
+    stopped master; the sentinels' password comes from TQMON_SENTINEL_PASSWORD."""
+    password = os.environ.get("TQMON_SENTINEL_PASSWORD")
+    sentinel = Sentinel([(h, int(p)) for h, _, p in (a.rpartition(":") for a in addresses)],
+                        socket_timeout=1, sentinel_kwargs={"password": password,
+                                                           "socket_timeout": 1})
+    return sentinel.master_for(master, decode_responses=True, socket_timeout=1,
+                               socket_connect_timeout=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m devtools.simulate", description=__doc__)
-    p.add_argument("--redis-url", required=True)
+    p.add_argument("--redis-url")
+    p.add_argument("--sentinel", action="append", metavar="HOST:PORT",
+                   help="instead of --redis-url: a sentinel to ask for the master, repeatable")
+    p.add_argument("--sentinel-master", metavar="NAME")
     p.add_argument("--cluster", action="store_true")
     p.add_argument("--name", required=True)
     p.add_argument("--worker-id")
@@ -57,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     rng = random.Random(args.name)
-    client = make_client(args.redis_url, args.cluster)
+    if args.sentinel:
+        client = sentinel_client(args.sentinel, args.sentinel_master)
+    elif args.redis_url:
+        client = make_client(args.redis_url, args.cluster)
+    else:
+        p.error("--redis-url or --sentinel is required")
     queues = TaskStreams(client, prefix=args.prefix) if args.consume else None
     hb = Heartbeat(client, name=args.name, worker_id=args.worker_id, prefix=args.prefix,
                    ttl=args.ttl, interval=args.interval, queues=queues).start()

@@ -43,7 +43,7 @@ DASHBOARD_SELECTORS = {
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 _ALERT_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _ANCHOR = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_OVERRIDE_KEYS = {"selector", "runbook_url", "params", "all_alerts", "alerts"}
+_OVERRIDE_KEYS = {"selector", "runbook_base_url", "params", "all_alerts", "alerts"}
 _ALERT_OVERRIDE_KEYS = {"for", "severity", "enabled"}
 
 
@@ -60,6 +60,7 @@ class PanelSpec:
     states: tuple[tuple[str, str, str], ...] = ()  # (value, text, colour) for state panels
     metrics: frozenset[str] = frozenset()
     alerts: tuple[str, ...] = ()  # the alerts that fire on what the panel shows
+    no_data: str = ""  # what the panel says when it has no series (an unused feature)
 
 
 @dataclass(frozen=True)
@@ -277,12 +278,14 @@ def _is_number(value: Any) -> bool:
 
 def _settings(raw: Any, overrides: Any) -> tuple[str, str, dict[str, Any], dict[str, dict]]:
     """Selector, runbook base URL, params and per-alert overrides, the user's file applied."""
-    settings = _mapping(raw, "settings", {"selector", "runbook_url", "params"},
-                        {"selector", "runbook_url", "params"})
+    keys = {"selector", "runbook_base_url", "params"}
+    settings = _mapping(raw, "settings", keys, keys)
     params = dict(_mapping(settings["params"], "settings.params"))
     for name, value in params.items():
         _need(_is_number(value) or (isinstance(value, str) and bool(_DURATION.match(value))),
               f"settings.params.{name}", "must be a number or a duration such as 5m")
+    _need(not isinstance(overrides, dict) or "runbook_url" not in overrides, "overrides",
+          "runbook_url is now runbook_base_url (the runbook's address, without #anchor)")
     over = _mapping({} if overrides is None else overrides, "overrides", _OVERRIDE_KEYS)
     for name, value in (over.get("params") or {}).items():
         where = f"overrides: params.{name}"
@@ -292,7 +295,9 @@ def _settings(raw: Any, overrides: Any) -> tuple[str, str, dict[str, Any], dict[
         _need(same, where, f"must be like the default {params[name]!r}")
         params[name] = value
     selector = _text(over.get("selector", settings["selector"]), "selector")
-    runbook_url = _text(over.get("runbook_url", settings["runbook_url"]), "runbook_url")
+    runbook_url = _text(over.get("runbook_base_url", settings["runbook_base_url"]),
+                        "runbook_base_url")
+    _need("#" not in runbook_url, "runbook_base_url", "no #anchor: each alert adds its own")
     per_alert = {name: dict(_mapping(value, f"overrides: alerts.{name}", _ALERT_OVERRIDE_KEYS))
                  for name, value in (over.get("alerts") or {}).items()}
     everyone = _mapping(over.get("all_alerts") or {}, "overrides: all_alerts", _ALERT_OVERRIDE_KEYS)
@@ -314,7 +319,7 @@ def _panel(raw: Any, where: str, context: dict[str, Any], cat: Catalog,
     """One panel. `alerts` holds every catalog alert by name (None when an override disabled
     it): a panel names the alerts that fire on it, and must show a metric each of them reads."""
     keys = {"title", "type", "targets", "unit", "width", "height", "description", "thresholds",
-            "states", "alerts"}
+            "states", "alerts", "no_data"}
     raw = _mapping(raw, where, keys, {"title", "type", "targets", "description"})
     where = f"{where} ({raw['title']})"
     _need(raw["type"] in PANEL_TYPES, where, f"type must be one of {PANEL_TYPES}")
@@ -360,6 +365,7 @@ def _panel(raw: Any, where: str, context: dict[str, Any], cat: Catalog,
         description=f"{description}\n\n{_alerts_line(names, alerts)}",
         thresholds=tuple(sorted(thresholds)), states=states, metrics=frozenset(metrics),
         alerts=tuple(n for n in names if alerts[n] is not None),
+        no_data=_text(raw["no_data"], where) if "no_data" in raw else "",
     )
 
 

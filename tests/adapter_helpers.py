@@ -13,7 +13,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import redis
-from helpers import Result, run_tqmon
+from helpers import Result, catalog_name, run_tqmon
+from tqmon import catalog
+
+from devtools import catalog_source, signals
 
 TESTS = Path(__file__).parent
 
@@ -71,11 +74,11 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def poll_tqmon(args: list[str], check: Callable[[Result], bool], timeout: float,
-               what: str) -> Result:
+               what: str, env: dict[str, str] | None = None) -> Result:
     """Run tqmon until `check` holds for its output; the last result on success."""
     deadline = time.monotonic() + timeout
     while True:
-        result = run_tqmon(*args)
+        result = run_tqmon(*args, env=env)
         assert result.returncode == 0, result.stderr
         if check(result):
             return result
@@ -105,3 +108,23 @@ def digest(client: redis.Redis) -> dict[bytes, tuple[bytes, str]]:
         content = repr(readers[name](key)).encode() if name in readers else client.dump(key)
         out[key] = (kind, hashlib.sha256(content or b"").hexdigest())
     return out
+
+
+def system_digest(client: redis.Redis, prefix: str = "{tq}:") -> dict:
+    """The digest of the queue system's keys: tqmon's own (`{tq}:` by default: its memory of
+    deaths and its pool counters) left out."""
+    return {k: v for k, v in digest(client).items()
+            if not (k.decode() if isinstance(k, bytes) else k).startswith(prefix)}
+
+
+def check_signals(schema: str, *results: Result) -> None:
+    """The schema's table in the catalog (`signals`) against what real runs emitted: every
+    worker or queue metric emitted is listed, and every one listed without a `when` is
+    emitted by at least one of the runs."""
+    cat = catalog.default()
+    table = signals.parse_signals(catalog_source.read_yaml(), cat)[schema]
+    emitted = {catalog_name(s.name) for r in results for s in r.samples}
+    emitted = {m for m in emitted if cat[m].collector in signals.COLLECTORS}
+    assert emitted - set(table) == set(), f"{schema} emits metrics its table lacks"
+    always = {m for m, s in table.items() if not s.when}
+    assert always - emitted == set(), f"{schema} lacks metrics its table lists"

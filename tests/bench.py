@@ -26,6 +26,10 @@ Prints numbers, never passes or fails.
 8. BullMQ: --bullmq-queues (100) queues x --bullmq-jobs (10,000) waiting jobs added by real
    BullMQ (Queue.addBulk under Node), and one queue with 1,000 active jobs whose worker was
    SIGKILLed (their locks expired): collection time and the commands one run sends.
+9. Sentinel: a master, 2 replicas and 3 sentinels (with a password), 1,000 workers: a whole
+   run through the sentinels beside a run given the master's URL, interleaved (target: at
+   most 1.15x). (A sentinel keeps no INFO commandstats: each gets one round trip of 4 SENTINEL
+   subcommands, by construction.)
 """
 
 from __future__ import annotations
@@ -43,16 +47,17 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from tqmon import contract
 
-from devtools import devcluster
+from devtools import devcluster, sentinels
 
 FLOOR = [sys.executable, "-c", "import redis, prometheus_client"]
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TQMON_")}
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("TQMON_")},
+            **(extra or {})}
 
 
-def run(command: list[str]) -> tuple[float, str, float]:
+def run(command: list[str], env: dict[str, str] | None = None) -> tuple[float, str, float]:
     """Wall seconds, tqmon's self-metric lines, and the child's peak RSS in MiB.
 
     Linux counts the forking parent's image in a child's ru_maxrss, so this process must stay
@@ -61,7 +66,7 @@ def run(command: list[str]) -> tuple[float, str, float]:
     """
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env=_env())
+                            env=_env(env))
     assert proc.stdout is not None
     out = b"".join(line for line in proc.stdout if line.startswith(b"tqmon_"))
     _, status, usage = os.wait4(proc.pid, 0)
@@ -577,6 +582,29 @@ def bench_bullmq(queues: int, jobs: int, runs: int) -> None:
     print(f"commands one run sends: {_fmt(delta)}")
 
 
+def bench_sentinel(runs: int, workers: int = 1000) -> None:
+    password = "bench-sentinel-pw"
+    env = {"TQMON_SENTINEL_PASSWORD": password}
+    with sentinels.running_sentinels(password=password) as started:
+        master = started.master_server()
+        populate(master.client(protocol=2), workers)
+        direct = [sys.executable, "-m", "tqmon", "--redis-url", master.url]
+        through = [sys.executable, "-m", "tqmon", *started.args()]
+        run(direct)  # warm the page cache and .pyc files
+        run(through, env)
+        direct_times, through_times = [], []
+        for _ in range(runs):  # interleaved, so machine noise hits both alike
+            rebeat(master.client(protocol=2), workers)
+            direct_times.append(run(direct)[0])
+            through_times.append(run(through, env)[0])
+        d, t = statistics.median(direct_times), statistics.median(through_times)
+        print(f"\n== Sentinel: master + 2 replicas, 3 sentinels, {workers} workers, "
+              f"default collectors; median of {runs}")
+        print(f"whole run, --redis-url (the master):     {d * 1000:8.1f} ms")
+        print(f"whole run, --sentinel x3:                {t * 1000:8.1f} ms")
+        print(f"ratio sentinel / master URL (<= 1.15):   {t / d:8.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=11)
@@ -596,7 +624,12 @@ def main() -> int:
     parser.add_argument("--bullmq-jobs", type=int, default=10_000)
     parser.add_argument("--adapters-only", action="store_true",
                         help="run only the Sidekiq and BullMQ benchmarks")
+    parser.add_argument("--sentinel-only", action="store_true",
+                        help="run only the Sentinel benchmark")
     args = parser.parse_args()
+    if args.sentinel_only:
+        bench_sentinel(args.runs)
+        return 0
     if args.rq_only:
         bench_rq(args.rq_workers, args.runs, None)
         return 0
@@ -622,6 +655,7 @@ def main() -> int:
     bench_arq(args.runs)
     bench_sidekiq(args.sidekiq_processes, args.runs)
     bench_bullmq(args.bullmq_queues, args.bullmq_jobs, args.runs)
+    bench_sentinel(args.runs)
     return 0
 
 

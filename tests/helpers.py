@@ -106,14 +106,17 @@ def read_textfile(path: Path) -> Result:
 class Worker:
     """A real worker process (devtools.simulate) publishing heartbeats through tqmon.heartbeat."""
 
-    def __init__(self, url: str, name: str, *args: str, cluster: bool = False,
-                 ttl: float = 2, interval: float = 0.3) -> None:
-        command = [sys.executable, "-m", "devtools.simulate", "--redis-url", url, "--name", name,
+    def __init__(self, url: str | None, name: str, *args: str, cluster: bool = False,
+                 ttl: float = 2, interval: float = 0.3, env: dict[str, str] | None = None
+                 ) -> None:
+        """`url` None: `args` say where (--sentinel ... --sentinel-master NAME)."""
+        command = [sys.executable, "-m", "devtools.simulate",
+                   *(("--redis-url", url) if url else ()), "--name", name,
                    "--ttl", str(ttl), "--interval", str(interval), *args]
         if cluster:
             command.append("--cluster")
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=child_env())
+                                     text=True, env={**child_env(), **(env or {})})
         line = self.proc.stdout.readline().split()
         assert line[:1] == ["ready"], (line, self.proc.stderr.read() if not line else "")
         self.worker_id = line[1]

@@ -30,7 +30,7 @@ REQUIRED = {
     "WorkersLost", "TqmonStale",
 }
 SELF_ALERTS = {"TqmonAbsent", "TqmonCollectorDown", "TqmonStale"}  # per agent by design
-RUNBOOK_BASE = "https://github.com/tqmon/tqmon/blob/main/docs/runbook.md#"
+RUNBOOK_BASE = "docs/runbook.md#"  # the default runbook_base_url: the file in the bundle
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_example_overrides_reach_every_rule(tmp_path):
     for rule in rules.values():
         assert overrides["selector"] in rule["expr"]
         assert 'job!=""' not in rule["expr"]
-        assert rule["annotations"]["runbook_url"].startswith(overrides["runbook_url"] + "#")
+        assert rule["annotations"]["runbook_url"].startswith(overrides["runbook_base_url"] + "#")
     assert rules["WorkerDown"]["for"] == "5m"
     assert rules["HighReplicationLag"]["expr"].endswith("> 10")
     assert "[15m]" in rules["HighTaskFailureRate"]["expr"]

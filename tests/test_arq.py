@@ -8,7 +8,15 @@ import time
 
 import pytest
 import redis
-from adapter_helpers import TESTS, Process, digest, poll_tqmon, started_processes, wait_for
+from adapter_helpers import (
+    TESTS,
+    Process,
+    check_signals,
+    digest,
+    poll_tqmon,
+    started_processes,
+    wait_for,
+)
 from helpers import run_tqmon
 
 from devtools import sidevenv
@@ -45,7 +53,7 @@ def test_arq_queue_in_progress_deferred_health_and_read_only(standalone, process
     def settled(r) -> bool:
         return r.value("task_queue_pending", priority="arq:queue", group="arq") == 1
 
-    result = poll_tqmon(_args(url), settled, 10, "the long job in progress")
+    result = first = poll_tqmon(_args(url), settled, 10, "the long job in progress")
     assert result.value("task_queue_depth", priority="arq:queue") == 0
     assert result.value("task_queue_registry_jobs", priority="arq:queue",
                         registry="deferred") == 1
@@ -80,6 +88,7 @@ def test_arq_queue_in_progress_deferred_health_and_read_only(standalone, process
     result = run_tqmon(*_args(url))
     assert result.returncode == 0 and digest(client) == before
     assert result.value("tqmon_collector_up", collector="queues") == 1
+    check_signals("arq", first, result)
 
 
 def test_arq_bad_data_is_counted_not_fatal(standalone):

@@ -12,7 +12,15 @@ import time
 
 import pytest
 import redis
-from adapter_helpers import TESTS, Process, digest, poll_tqmon, started_processes, wait_for
+from adapter_helpers import (
+    TESTS,
+    Process,
+    check_signals,
+    digest,
+    poll_tqmon,
+    started_processes,
+    wait_for,
+)
 from helpers import run_tqmon
 
 APP = TESTS / "bullmq"
@@ -124,6 +132,7 @@ def test_bullmq_queues_workers_and_a_killed_worker(standalone, processes):
     assert digest(client) == before
     assert result.value("task_queue_orphaned", priority="work", group="bullmq") == 1
     processes[1].signal(signal.SIGCONT)
+    check_signals("bullmq", result)
 
 
 def test_bullmq_5_and_no_client_list(standalone, processes):

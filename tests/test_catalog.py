@@ -10,9 +10,10 @@ from helpers import catalog_name, run_tqmon
 from tqmon import catalog, collectors
 from tqmon.catalog import CatalogError
 from tqmon.heartbeat import Heartbeat
+from tqmon.schemas import SCHEMAS
 from tqmon.streams import TaskStreams
 
-from devtools import catalog_source
+from devtools import catalog_source, signals
 
 GOOD = {
     "version": 1,
@@ -99,5 +100,27 @@ def test_every_catalog_metric_is_emitted(cluster, replicated):
         seen |= {catalog_name(s.name) for s in result.samples}
     client.delete(*client.scan_iter("{tq}:*"))
     implemented = {*collectors.registry(), "self"}
-    expected = {m.name for m in catalog.default().metrics.values() if m.collector in implemented}
+    # the native run emits its own signals; the other schemas' are checked against their
+    # tables by their own tests (adapter_helpers.check_signals)
+    native = signals.parse_signals(catalog_source.read_yaml())["native"]
+    expected = {m.name for m in catalog.default().metrics.values() if m.collector in implemented
+                and (m.collector not in signals.COLLECTORS or m.name in native)}
     assert expected - seen == set()
+
+
+def test_signal_tables_cover_every_schema_and_say_who_keeps_counters():
+    """Each schema's table lists catalog metrics of the workers and queues collectors, and
+    every counter in it names what keeps it monotonic (docs/adapters.md is rendered from it)."""
+    document = catalog_source.read_yaml()
+    tables = signals.parse_signals(document)
+    assert set(tables) == set(SCHEMAS)
+    broken = copy.deepcopy(document)
+    del broken["signals"]["rq"]["worker_pool_tasks_failed_total"]["monotonic"]
+    with pytest.raises(CatalogError, match="monotonic"):
+        signals.parse_signals(broken)
+    broken = copy.deepcopy(document)
+    broken["signals"]["rq"]["redis_cluster_node_up"] = {"from": "x"}
+    with pytest.raises(CatalogError, match="not a workers or queues metric"):
+        signals.parse_signals(broken)
+    assert signals.rendered_doc(document, signals.DOC.read_text()) == signals.DOC.read_text(), (
+        "docs/adapters.md's signal tables are stale: run `make catalog`")

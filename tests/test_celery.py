@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
-from adapter_helpers import Process, digest, poll_tqmon, started_processes, wait_for
+from adapter_helpers import Process, check_signals, digest, poll_tqmon, started_processes, wait_for
 from helpers import Result, run_tqmon
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -112,6 +112,7 @@ def test_celery_workers_queues_death_and_read_only(standalone, processes, monkey
     with ThreadPoolExecutor(2) as pool:
         pair = list(pool.map(lambda _: run_tqmon(*args), range(2)))
     assert [r.value("dead_workers_detected_total") for r in pair] == [1, 1]
+    check_signals("celery", *pair)
     assert all(_up(r, NAMES[0]) == 0 and _up(r, NAMES[1]) == 1 for r in pair)
     # taken more than the visibility timeout ago: orphaned
     result = run_tqmon(*args, "--collectors", "queues", "--celery-visibility-timeout", "0.5")

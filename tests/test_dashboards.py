@@ -21,8 +21,8 @@ from tqmon import catalog
 from devtools import catalog_source, views
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-ROWS = ["Overview", "Redis nodes", "Replication", "Cluster", "Pools", "Workers", "Queues",
-        "Latency",
+ROWS = ["Overview", "Redis nodes", "Replication", "Cluster", "Sentinel", "Pools", "Workers",
+        "Queues", "Latency",
         "Collector"]
 
 
@@ -98,7 +98,7 @@ def test_every_panel_and_query_uses_the_datasource_variable(dashboard):
         assert p["targets"], p["title"]
         for target in p["targets"]:
             assert target["datasource"] == DATASOURCE, p["title"]
-    assert dashboard["__inputs"] == []
+    assert "__inputs" not in dashboard
     assert "${DS_" not in DASHBOARD.read_text()
 
 
@@ -257,7 +257,8 @@ def test_not_editable_and_the_variables_match_every_series(dashboard):
     README says how to edit a copy). "All" of job and instance is `.+`, not a list of the
     values seen when the dashboard loaded."""
     assert dashboard["editable"] is False
-    assert {p["editable"] for p in dashboard["panels"]} == {False}
+    # The current model has no per-panel flag: every panel follows the dashboard's.
+    assert not any("editable" in p for p in dashboard["panels"])
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     for name in ("job", "instance"):
         assert variables[name]["allValue"] == ".+" and variables[name]["multi"]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import redis
-from adapter_helpers import Process, digest, poll_tqmon, started_processes, wait_for
+from adapter_helpers import Process, check_signals, digest, poll_tqmon, started_processes, wait_for
 
 DRAMATIQ = [sys.executable, "-m", "dramatiq", "dramatiq_app", "--processes", "1",
             "--threads", "1"]
@@ -75,6 +75,10 @@ def test_dramatiq_workers_queues_death_and_read_only(standalone, processes, monk
     assert all(result.value("worker_up", worker_id=w, worker_name=w) == 1
                for w in workers - {holder})
     assert result.value("task_queue_orphaned", priority="slow", group="dramatiq") == 2
+    # broker ids are uuids: every worker (and this test's enqueuing broker, which beats too)
+    # is in the one pool of the queues watched
+    assert [s["pool"] for s in result.series("workers_dead")] == ["work,slow,idle"]
+    assert result.value("workers_dead", pool="work,slow,idle") >= 1
     # ...and the delayed message, if this worker is the one that prefetched it
     held = sum(client.scard(f"dramatiq:__acks__.{holder}.{q}") for q in ("work", "work.DQ"))
     assert result.value("task_queue_orphaned", priority="work", group="dramatiq") == held
@@ -83,7 +87,7 @@ def test_dramatiq_workers_queues_death_and_read_only(standalone, processes, monk
     for process in processes[1:]:
         process.signal(signal.SIGSTOP)
     before = digest(client)
-    run_checked(args)
+    check_signals("dramatiq", run_checked(args))
     assert digest(client) == before
 
 

@@ -78,8 +78,12 @@ def test_concurrent_reader_never_sees_a_partial_file(standalone, tmp_path):
 def test_signal_during_interval_leaves_complete_file_and_no_temp(standalone, tmp_path, signum):
     path = tmp_path / "tqmon.prom"
     for attempt in range(4):
+        path.unlink(missing_ok=True)
         proc = _start_loop(standalone.url, path, interval="0.01")
-        time.sleep(0.4 + 0.13 * attempt)  # land at different points of the write cycle
+        started = time.monotonic() + 30  # the first file: the loop runs (a loaded machine)
+        while not path.exists() and time.monotonic() < started and proc.poll() is None:
+            time.sleep(0.01)
+        time.sleep(0.05 + 0.013 * attempt)  # land at different points of the write cycle
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=10)
         assert proc.returncode == 0, err

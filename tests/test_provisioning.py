@@ -91,8 +91,8 @@ def test_new_catalog_entries_flow_into_both_outputs(tmp_path):
     dashboard = load_dashboard(out_json)
     retries = [p for p in panels(dashboard) if p["title"] == "Retries"]
     assert len(retries) == 1 and "task_queue_retries_total" in retries[0]["targets"][0]["expr"]
-    assert retries[0]["description"].endswith("[ManyRetries](https://github.com/tqmon/tqmon/blob/"
-                                              "main/docs/runbook.md#manyretries) (warning).")
+    assert retries[0]["description"].endswith("[ManyRetries](docs/runbook.md#manyretries) "
+                                              "(warning).")
     rows = {p["title"]: p["gridPos"]["y"] for p in dashboard["panels"] if p["type"] == "row"}
     assert rows["Queues"] < retries[0]["gridPos"]["y"] < rows["Latency"]
     (rule,) = [r for r in load_rules(out_rules) if r["alert"] == "ManyRetries"]

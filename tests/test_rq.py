@@ -9,7 +9,15 @@ import time
 import pytest
 import redis
 import rq_jobs
-from adapter_helpers import Process, digest, poll_tqmon, started_processes, wait_for
+from adapter_helpers import (
+    Process,
+    check_signals,
+    digest,
+    poll_tqmon,
+    started_processes,
+    system_digest,
+    wait_for,
+)
 from helpers import run_tqmon
 from rq import Queue
 
@@ -54,6 +62,10 @@ def test_rq_workers_jobs_death_and_read_only(standalone, processes):
     assert sorted(s["worker_id"] for s in result.series("worker_up")) == ["w1", "w2", "w3"]
     assert all(_up(result, name) == 1 for name in ("w1", "w2", "w3"))
     assert sum(result.values("worker_tasks_failed_total")) == 3
+    # named w1..w3 listening to `work`: one deployment, one pool; its counters kept by tqmon
+    assert result.value("workers_alive", pool="w") == 3
+    assert result.value("worker_pool_tasks_processed_total", pool="w") == 9
+    assert result.value("worker_pool_tasks_failed_total", pool="w") == 3
     assert result.total("workers_alive") == 3 and result.total("workers_dead") == 0
     assert set(result.values("worker_current_status")) <= {0.0, 1.0}
     assert all(0 <= v < 60 for v in result.values("worker_uptime_seconds"))
@@ -83,6 +95,7 @@ def test_rq_workers_jobs_death_and_read_only(standalone, processes):
     assert all(_up(result, n) == 1 for n in ("w1", "w2", "w3") if n != busy_name)
     assert result.total("workers_dead") == 1 and result.total("workers_alive") == 2
     assert sum(result.values("worker_tasks_processed_total")) == 9  # the dead one's count stays
+    assert result.value("worker_pool_tasks_processed_total", pool="w") == 9
     assert result.value("task_queue_registry_jobs", priority="work", registry="started") == 1
     assert client.sismember("rq:workers", f"rq:worker:{busy_name}")
 
@@ -90,14 +103,20 @@ def test_rq_workers_jobs_death_and_read_only(standalone, processes):
     # its worker's last heartbeat, too long to wait here: add an entry the way RQ 2+ scores
     # it (member job_id:execution_id, score = when to give up), already past.
     client.zadd("rq:wip:work", {"abandoned-job:execution": time.time() - 5})
-    # Collecting writes nothing: freeze the workers (they would write), digest every key.
+    # Collecting writes none of RQ's keys, and with --read-only nothing at all: freeze the
+    # workers (they would write), digest every key.
     for process in processes:
         process.signal(signal.SIGSTOP)
-    before = digest(client)
+    before = system_digest(client)
     result = run_tqmon(*args)
-    assert digest(client) == before
+    assert system_digest(client) == before
+    everything = digest(client)
+    assert run_tqmon(*args, "--read-only").value(
+        "worker_pool_tasks_processed_total", pool="w") == 9  # read from tqmon's totals
+    assert digest(client) == everything
     assert result.value("task_queue_orphaned", priority="work", group="rq") == 1
     assert result.value("task_queue_registry_jobs", priority="work", registry="started") == 2
+    check_signals("rq", result)
 
 
 def test_rq_bad_data_is_counted_not_fatal(standalone):
@@ -115,10 +134,10 @@ def test_rq_bad_data_is_counted_not_fatal(standalone):
         "successful_job_count": "5", "failed_job_count": "1", "state": "idle"})
     client.sadd("rq:queues", "rq:queue:q", "bogus")
     client.set("rq:queue:q", "not a list")
-    before = digest(client)
+    before = system_digest(client)
     result = run_tqmon("--schema", "rq", "--redis-url", standalone.url)
     assert result.returncode == 0, result.stderr
-    assert digest(client) == before
+    assert system_digest(client) == before
     for name in ("gone", "garbled", "string", "old"):
         assert _up(result, name) == 0
     assert result.value("worker_tasks_processed_total", worker_id="old", worker_name="old") == 6

@@ -7,14 +7,24 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
-from adapter_helpers import TESTS, Process, digest, poll_tqmon, started_processes, wait_for
+from adapter_helpers import (
+    TESTS,
+    Process,
+    check_signals,
+    digest,
+    poll_tqmon,
+    started_processes,
+    wait_for,
+)
 from helpers import run_tqmon
+from tqmon import pools
 
 pytestmark = pytest.mark.skipif(not shutil.which("sidekiq"),
                                 reason="needs Debian's ruby-sidekiq (.ci/system-deps)")
@@ -61,10 +71,15 @@ def test_sidekiq_processes_queues_death_and_orphans(standalone, processes):
 
     args = ["--schema", "sidekiq", "--redis-url", url, "--collectors", "workers,queues",
             "--sidekiq-heartbeat-timeout", TIMEOUT]
-    result = poll_tqmon(args, lambda r: r.values("worker_tasks_processed_total") == [7.0],
-                        15, "the fleet's counters")
-    fleet = {"worker_id": "", "worker_name": ""}
-    assert result.value("worker_tasks_failed_total", **fleet) == 2
+    result = first = poll_tqmon(
+        args, lambda r: r.values("worker_pool_tasks_processed_total", pool="sidekiq") == [7.0],
+        15, "the fleet's counters")
+    assert result.value("worker_pool_tasks_failed_total", pool="sidekiq") == 2
+    assert result.values("worker_tasks_processed_total") == []  # counted per fleet only
+    # two processes of one host (one deployment): one pool, whatever their pids and nonces
+    host = socket.gethostname()
+    assert result.value("workers_alive", pool=pools.deployment(host)) == 2
+    assert result.total("workers_alive") == 2
     ids = [_identity(client, p.proc.pid).decode() for p in processes]
     for identity, threads in zip(ids, (2, 3), strict=True):
         labels = {"worker_id": identity, "worker_name": identity}
@@ -146,6 +161,7 @@ def test_sidekiq_processes_queues_death_and_orphans(standalone, processes):
     assert result.value("task_queue_orphaned", priority="slow", group="sidekiq") == 0
     assert result.value("dead_workers_detected_total") == 1
     assert result.values("worker_up", **busy) == [] and result.total("workers_dead") == 0
+    check_signals("sidekiq", first, result)
 
 
 def test_sidekiq_7_and_8_layouts_and_bad_data(standalone):

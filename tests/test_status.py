@@ -22,7 +22,7 @@ from devtools import devcluster
 ROOT = Path(__file__).resolve().parent.parent
 TTL = "2"  # --heartbeat-ttl: the live workers beat every 0.3 s, the ghosts once
 JSON_KEYS = {"version", "tqmon_version", "time", "schema", "prefix", "cluster_name", "nodes",
-             "replication", "workers", "queues", "collectors", "errors"}
+             "sentinel", "replication", "workers", "queues", "collectors", "errors"}
 
 
 @pytest.fixture(scope="module")

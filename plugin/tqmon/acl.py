@@ -53,7 +53,9 @@ def _script(collector: str, key: str, pattern: str, *commands: str) -> list[Need
 _SCRIPT_ARGV = {
     "hset": lambda k: ("HSET", k, "f", "v"), "hget": lambda k: ("HGET", k, "f"),
     "hdel": lambda k: ("HDEL", k, "f"), "hincrby": lambda k: ("HINCRBY", k, "f", "1"),
-    "hmget": lambda k: ("HMGET", k, "f"),
+    "hmget": lambda k: ("HMGET", k, "f"), "hsetnx": lambda k: ("HSETNX", k, "f", "v"),
+    "hgetall": lambda k: ("HGETALL", k),
+    "zrangebyscore": lambda k: ("ZRANGEBYSCORE", k, "0", "0", "LIMIT", "0", "1"),
     "zadd": lambda k: ("ZADD", k, "1", "m"), "zrem": lambda k: ("ZREM", k, "m"),
     "zscore": lambda k: ("ZSCORE", k, "m"), "zrange": lambda k: ("ZRANGE", k, "0", "0"),
     "zcard": lambda k: ("ZCARD", k), "zremrangebyrank": lambda k: ("ZREMRANGEBYRANK", k, "0", "0"),
@@ -102,8 +104,20 @@ def _pattern_of(key: str) -> str:
     return f"~{head}:*" if sep else f"~{key}"
 
 
+def _pool_counters(config: Config, schema: str) -> list[Need]:
+    """collectors.pool_counters: lua/pool_totals.lua on {P}:<schema>:pool_*, or, read-only,
+    HGETALL of the totals."""
+    tag = contract.Keys(config.prefix).tag
+    key, pattern = f"{tag}:{schema}:pool_stats", f"~{tag}:{schema}:*"
+    if config.read_only:
+        return _reads("workers", key, pattern, ("HGETALL", "$K"))
+    return _script("workers", key, pattern, "hget", "hset", "hsetnx", "hincrby", "zadd",
+                   "zrangebyscore", "hdel", "zrem", "hgetall")
+
+
 def _rq(config: Config) -> list[Need]:
-    return (_reads("workers", "rq:workers", "~rq:*", ("TIME",), ("SCARD", "$K"),
+    return _pool_counters(config, "rq") + (_reads(
+                "workers", "rq:workers", "~rq:*", ("TIME",), ("SCARD", "$K"),
                    ("SSCAN", "$K", "0", "COUNT", "1"), ("HMGET", "rq:worker:x", "f"),
                    ("PTTL", "rq:worker:x"))
             + _reads("queues", "rq:queues", "~rq:*", ("TIME",), ("SMEMBERS", "$K"),
@@ -143,7 +157,8 @@ def _celery(config: Config) -> list[Need]:
 def _arq(config: Config) -> list[Need]:
     queue = config.arq_queues[0]
     pattern = _pattern_of(queue)
-    return (_reads("workers", f"{queue}:health-check", pattern, ("GET", "$K"), ("PTTL", "$K"),
+    return _pool_counters(config, "arq") + (_reads(
+                "workers", f"{queue}:health-check", pattern, ("GET", "$K"), ("PTTL", "$K"),
                    ("TIME",))
             + _reads("queues", queue, pattern, ("TIME",), ("ZCARD", "$K"),
                      ("ZCOUNT", "$K", "0", "0"), ("ZRANGE", "$K", "0", "0"),

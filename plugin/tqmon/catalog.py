@@ -59,9 +59,6 @@ class Catalog:
     def __contains__(self, name: object) -> bool:
         return name in self.metrics
 
-    def for_collector(self, collector: str) -> list[MetricSpec]:
-        return [m for m in self.metrics.values() if m.collector == collector]
-
 
 def _check_entry(raw: Any, declared_labels: dict[str, str]) -> MetricSpec:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):

@@ -25,6 +25,7 @@ from .model import Samples
 from .redaction import Redact as _Redact
 from .redaction import internal_error
 from .run import collect_once
+from .termsafe import CleanLog, clean
 
 log = logging.getLogger("tqmon")
 SUBCOMMANDS = ("status", "doctor")  # `tqmon status ...`, `tqmon doctor ...`: see terminal.py
@@ -33,7 +34,8 @@ SUBCOMMANDS = ("status", "doctor")  # `tqmon status ...`, `tqmon doctor ...`: se
 def _setup_logging(config: Config | None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("tqmon: %(message)s"))
-    handler.addFilter(_Redact(config.password if config else None))
+    handler.addFilter(_Redact(config.secrets if config else None))
+    handler.addFilter(CleanLog())  # after redaction: names from Redis never act on a terminal
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -122,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stdout.flush()
         return 0
     except ConfigError as exc:
-        print(f"tqmon: error: {exc}", file=sys.stderr)
+        print(clean(f"tqmon: error: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -130,13 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
-        print(f"tqmon: error: cannot write output: {exc.strerror or exc}", file=sys.stderr)
+        print(clean(f"tqmon: error: cannot write output: {exc.strerror or exc}"), file=sys.stderr)
         return 1
     except Exception as exc:
         if os.environ.get("TQMON_DEBUG"):
             raise
-        line = internal_error("tqmon", exc, config.password if config else None)
-        print(line, file=sys.stderr)  # redacted
+        line = internal_error("tqmon", exc, config.secrets if config else None)
+        print(clean(line), file=sys.stderr)  # redacted
         return 1
 
 

@@ -19,6 +19,10 @@ from . import __version__, contract
 from .configfile import SECRET_MAX_BYTES, ConfigError, check_types, load_yaml, read_bounded, text
 from .configfile import seconds as _seconds
 from .schemas import SCHEMAS
+from .sentineloptions import ENV_NAMES as SENTINEL_ENV_NAMES
+from .sentineloptions import SentinelOptions
+from .sentineloptions import add_arguments as add_sentinel_arguments
+from .sentineloptions import resolve as resolve_sentinel
 
 __all__ = ["Config", "ConfigError", "Target", "build_parser", "load"]
 
@@ -76,7 +80,7 @@ class Config:
     prefix: str = contract.DEFAULT_PREFIX
     heartbeat_ttl: float = 30.0
     max_worker_series: int | None = MAX_WORKER_SERIES  # None: no cap
-    worker_pool_pattern: re.Pattern[str] = re.compile(contract.DEFAULT_POOL_PATTERN, re.S)
+    worker_pool_pattern: re.Pattern[str] | None = None  # None: pools.deployment()
     dead_retention: float = 3600.0
     read_only: bool = False
     queues: tuple[tuple[str, str], ...] = ()  # (priority label, stream key); () = contract's
@@ -100,6 +104,20 @@ class Config:
     bullmq_prefix: str = "bull"
     bullmq_queues: tuple[str, ...] = ()  # () = the queues connected workers name (CLIENT LIST)
     warnings: tuple[str, ...] = ()
+    sentinel: SentinelOptions | None = None  # set: the master comes from these sentinels
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every password this run holds, for redaction."""
+        found = [self.password, self.sentinel.password if self.sentinel else None]
+        return tuple(s for s in found if s)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the data nodes are reached over TLS."""
+        if self.sentinel is not None:
+            return self.sentinel.tls
+        return any(t.tls for t in self.targets)
 
     @property
     def streams(self) -> tuple[tuple[str, str], ...]:
@@ -110,6 +128,8 @@ class Config:
     @property
     def db(self) -> int:
         """The database the queue's keys live in: the first URL's /N (0 in a cluster)."""
+        if self.sentinel is not None:
+            return self.sentinel.db
         return self.targets[0].db if self.targets else 0
 
 
@@ -131,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-url", metavar="URL", action="append", dest="redis_url",
                    help=f"seed node, repeatable (env {ENV_URL}, comma-separated; "
                    f"default {DEFAULT_URL}); redis:// or rediss://")
+    add_sentinel_arguments(p)
     p.add_argument("--username", metavar="NAME", help="ACL username")
     p.add_argument("--password-file", metavar="PATH", help="file holding the password")
     p.add_argument("--tls-ca-file", metavar="PATH", help="CA bundle to verify the server")
@@ -166,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{MAX_WORKER_SERIES}; 0: none; all: no cap); pools always count everyone")
     p.add_argument("--worker-pool-pattern", metavar="REGEX",
                    help="a worker's pool is the first group of REGEX on its name, when the "
-                   "worker names none (default: the name without a trailing instance number)")
+                   "worker names none (default: its deployment, the name without pid, nonce, "
+                   "uuid, hex id, pod suffix or instance number; per schema: docs/adapters.md)")
     p.add_argument("--read-only", action="store_true",
                    help="write nothing to Redis: deaths are reported, not recorded or pruned")
     p.add_argument("--queue", metavar="NAME=STREAM", action="append",
@@ -329,21 +351,59 @@ def _as_list(value: Any, what: str) -> list[str]:
     raise ConfigError(f"{what} must be a string or a list of strings")
 
 
+class _Sources:
+    """Where each option comes from: a flag wins over the config file, the file over the
+    option's default. (Only the URL, the password and the config path also have an env var.)"""
+
+    def __init__(self, flags: dict[str, Any], env: Mapping[str, str],
+                 file: dict[str, Any]) -> None:
+        self.flags, self.env, self.file = flags, env, file
+
+    def pick(self, key: str, default: Any = None) -> Any:
+        return self.flags.get(key, self.file.get(key, default))
+
+
 def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Resolve the configuration: flags, then environment, then config file, then defaults."""
-    env = os.environ if env is None else env
+    src = _sources(argv, os.environ if env is None else env)
+    warnings: list[str] = []
+    sentinel = _sentinel(src, warnings)
+    targets, url_user, url_password = ((), None, None) if sentinel else _redis_urls(src, warnings)
+    output = _output(src)
+    native = _native(src)
+    schema = _schema(src, requeue=native["requeue_orphans"])
+    return Config(
+        targets=targets,
+        username=src.pick("username") or url_user,
+        password=_password(src, url_password),
+        cluster_name=src.pick("cluster_name", "default"),
+        **_tls(src, targets, sentinel),
+        **output,
+        **native,
+        # never write theirs; a schema with memory writes only tqmon's own {P} keys
+        read_only=src.pick("read_only", False) or not (SCHEMAS[schema["schema"]].owns_keys
+                                                       or SCHEMAS[schema["schema"]].memory),
+        **schema,
+        warnings=tuple(warnings),
+        sentinel=sentinel,
+    )
+
+
+def _sources(argv: Sequence[str] | None, env: Mapping[str, str]) -> _Sources:
+    """Precedence's inputs: the parsed flags, the environment and the config file they name."""
     flags = vars(build_parser().parse_args(argv))
     _check_flags(flags)
-    for name in (ENV_URL, ENV_PASSWORD, ENV_CONFIG):
+    for name in (ENV_URL, ENV_PASSWORD, ENV_CONFIG, *SENTINEL_ENV_NAMES):
         if name in env:
             text(env[name], name)
     config_path = flags.get("config") or env.get(ENV_CONFIG)
-    file = _load_file(config_path) if config_path else {}
+    return _Sources(flags, env, _load_file(config_path) if config_path else {})
 
-    def pick(key: str, default: Any = None) -> Any:
-        return flags.get(key, file.get(key, default))
 
-    warnings: list[str] = []
+def _redis_urls(src: _Sources, warnings: list[str]
+                ) -> tuple[tuple[Target, ...], str | None, str | None]:
+    """The seed targets (flag > env > file > default) and any user/password a URL carries."""
+    flags, env, file = src.flags, src.env, src.file
     if "redis_url" in flags:
         urls, source = flags["redis_url"], "flag"
     elif env.get(ENV_URL):
@@ -361,32 +421,62 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if url_password and source == "flag":
         warnings.append("a password in --redis-url is visible to other local users; "
                         f"use {ENV_PASSWORD} or --password-file")
+    return targets, url_user, url_password
 
-    if "password_file" in flags:
-        password = _read_secret(flags["password_file"], "password file")
-    elif env.get(ENV_PASSWORD):
-        password = env[ENV_PASSWORD]
-    elif file.get("password_file"):
-        password = _read_secret(str(file["password_file"]), "password file")
+
+def _sentinel(src: _Sources, warnings: list[str]) -> SentinelOptions | None:
+    """--sentinel / a redis+sentinel:// URL (sentineloptions), or None for seeds."""
+    if "redis_url" in src.flags:
+        urls = src.flags["redis_url"]
+    elif src.env.get(ENV_URL):
+        urls = _as_list(src.env[ENV_URL], ENV_URL)
+    elif "redis_url" in src.file:
+        urls = _as_list(src.file["redis_url"], "redis_url")
     else:
-        password = url_password
+        urls = []
+    sentinel, more = resolve_sentinel(src.flags, src.env, src.file, urls, _read_secret,
+                                      _as_list)
+    warnings += more
+    return sentinel
 
-    tls_files = {}
+
+def _password(src: _Sources, url_password: str | None) -> str | None:
+    """--password-file > TQMON_REDIS_PASSWORD > the file's password_file > the URL's."""
+    if "password_file" in src.flags:
+        return _read_secret(src.flags["password_file"], "password file")
+    if src.env.get(ENV_PASSWORD):
+        return src.env[ENV_PASSWORD]
+    if src.file.get("password_file"):
+        return _read_secret(str(src.file["password_file"]), "password file")
+    return url_password
+
+
+def _tls(src: _Sources, targets: tuple[Target, ...], sentinel: SentinelOptions | None
+         ) -> dict[str, Any]:
+    """TLS to Redis: readable regular files, only with a rediss:// URL, cert and key together."""
+    files = {}
     for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
-        value = pick(key)
+        value = src.pick(key)
         if value is not None:
             if not os.access(value, os.R_OK):
                 raise ConfigError(f"cannot read {key.replace('_', '-')} {value}")
             if not Path(value).is_file():
                 raise ConfigError(f"cannot read {key.replace('_', '-')} {value}: "
                                   "not a regular file")
-            tls_files[key] = value
-    tls_insecure = pick("tls_insecure", False)
-    if (tls_files or pick("tls_server_name") or tls_insecure) and not any(t.tls for t in targets):
+            files[key] = value
+    insecure = src.pick("tls_insecure", False)
+    server_name = src.pick("tls_server_name")
+    uses_tls = sentinel.tls if sentinel else any(t.tls for t in targets)
+    if (files or server_name or insecure) and not uses_tls:
         raise ConfigError("TLS options are set but no URL uses rediss://")
-    if ("tls_cert_file" in tls_files) != ("tls_key_file" in tls_files):
+    if ("tls_cert_file" in files) != ("tls_key_file" in files):
         raise ConfigError("--tls-cert-file and --tls-key-file go together")
+    return {**files, "tls_server_name": server_name, "tls_insecure": insecure}
 
+
+def _output(src: _Sources) -> dict[str, Any]:
+    """How and where the run reports: deadline, format, textfile/interval or --listen."""
+    pick = src.pick
     timeout = _seconds(pick("timeout", DEFAULT_TIMEOUT), "timeout", MAX_TIMEOUT)
     interval = pick("interval")
     interval = None if interval is None else _seconds(interval, "interval", MAX_SECONDS)
@@ -413,106 +503,92 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             raise ConfigError(f"--textfile {textfile}: not a file in an existing directory")
         if not os.access(directory, os.W_OK):
             raise ConfigError(f"--textfile {textfile}: directory {directory} is not writable")
+    return {"timeout": timeout, "interval": interval, "format": fmt, "listen": listen,
+            "textfile": Path(textfile) if textfile else None,
+            "web_config_file": web_config_file, "collectors": collectors}
 
+
+def _native(src: _Sources) -> dict[str, Any]:
+    """The heartbeat contract's options: prefix, TTLs, pools, streams, groups, requeueing."""
+    pick = src.pick
     prefix = pick("prefix", contract.DEFAULT_PREFIX)
     try:
         contract.check_prefix(prefix)
     except ValueError as exc:
         raise ConfigError(f"--prefix: {exc}") from None
-    heartbeat_ttl = _seconds(pick("heartbeat_ttl", 30.0), "heartbeat-ttl", MAX_SECONDS)
-    queues = _queues(pick("queue", []))
     groups = tuple(dict.fromkeys(_as_list(pick("group", ["workers"]), "group")))
     if not groups or not all(groups):
         raise ConfigError("--group needs a non-empty name")
     requeue = pick("requeue_orphans", False)
     if requeue and pick("read_only", False):
         raise ConfigError("--requeue-orphans writes to Redis: it cannot go with --read-only")
-    dead_retention = _seconds(pick("dead_retention", 3600.0), "dead-retention", MAX_SECONDS)
-    max_worker_series = _max_series(pick("max_worker_series", MAX_WORKER_SERIES))
     try:
-        pool_pattern = re.compile(pick("worker_pool_pattern", contract.DEFAULT_POOL_PATTERN),
-                                  re.S)
+        raw_pattern = pick("worker_pool_pattern")
+        pool_pattern = None if raw_pattern is None else re.compile(raw_pattern, re.S)
     except re.error as exc:
         raise ConfigError(f"--worker-pool-pattern: {exc}") from None
-    if pool_pattern.groups < 1:
+    if pool_pattern is not None and pool_pattern.groups < 1:
         raise ConfigError("--worker-pool-pattern needs a group: the pool is its first group")
+    return {
+        "prefix": prefix,
+        "heartbeat_ttl": _seconds(pick("heartbeat_ttl", 30.0), "heartbeat-ttl", MAX_SECONDS),
+        "dead_retention": _seconds(pick("dead_retention", 3600.0), "dead-retention",
+                                   MAX_SECONDS),
+        "max_worker_series": _max_series(pick("max_worker_series", MAX_WORKER_SERIES)),
+        "worker_pool_pattern": pool_pattern,
+        "queues": _queues(pick("queue", [])),
+        "groups": groups,
+        "requeue_orphans": requeue,
+        "max_redeliveries": _count(pick("max_redeliveries", contract.MAX_REDELIVERIES),
+                                   "max-redeliveries"),
+    }
+
+
+def _schema(src: _Sources, requeue: bool) -> dict[str, Any]:
+    """--schema and each queue system's options, with that system's own defaults."""
+    pick = src.pick
     schema = pick("schema", "native")
     if schema not in SCHEMAS:
         raise ConfigError(f"schema must be one of {', '.join(SCHEMAS)}, not {schema!r}")
-    owns_keys, memory = SCHEMAS[schema].owns_keys, SCHEMAS[schema].memory
-    if requeue and not owns_keys:
+    if requeue and not SCHEMAS[schema].owns_keys:
         raise ConfigError(f"--requeue-orphans writes to Redis: --schema {schema} is read-only")
-    dramatiq_queues = tuple(dict.fromkeys(
-        _as_list(pick("dramatiq_queues", ["default"]), "dramatiq-queues")))
-    if not dramatiq_queues:
-        raise ConfigError("--dramatiq-queues needs at least one queue name")
-    celery_queues = tuple(dict.fromkeys(_as_list(pick("celery_queues", []), "celery-queues")))
-    celery_sep, celery_steps = _celery_sep(pick("celery_sep")), _celery_steps(
-        pick("celery_priority_steps"))
-    arq_queues = tuple(dict.fromkeys(_as_list(pick("arq_queues", [ARQ_QUEUE]), "arq-queues")))
-    if not arq_queues:
-        raise ConfigError("--arq-queues needs at least one queue name")
-    bullmq_queues = tuple(dict.fromkeys(_as_list(pick("bullmq_queues", []), "bullmq-queues")))
+
+    def names(key: str, default: list[str], required: bool) -> tuple[str, ...]:
+        flag = key.replace("_", "-")
+        out = tuple(dict.fromkeys(_as_list(pick(key, default), flag)))
+        if required and not out:
+            raise ConfigError(f"--{flag} needs at least one queue name")
+        return out
+
+    def secs(key: str, default: float) -> float:
+        return _seconds(pick(key, default), key.replace("_", "-"), MAX_SECONDS)
+
     bullmq_prefix = pick("bullmq_prefix", "bull")
     if not bullmq_prefix:
         raise ConfigError("--bullmq-prefix must not be empty")
-
-    return Config(
-        targets=targets,
-        username=pick("username") or url_user,
-        password=password,
-        tls_server_name=pick("tls_server_name"),
-        tls_insecure=tls_insecure,
-        cluster_name=pick("cluster_name", "default"),
-        timeout=timeout,
-        format=fmt,
-        textfile=Path(textfile) if textfile else None,
-        interval=interval,
-        listen=listen,
-        web_config_file=web_config_file,
-        collectors=collectors,
-        prefix=prefix,
-        heartbeat_ttl=heartbeat_ttl,
-        max_worker_series=max_worker_series,
-        worker_pool_pattern=pool_pattern,
-        dead_retention=dead_retention,
-        # never write theirs; a schema with memory writes only tqmon's own {P} keys
-        read_only=pick("read_only", False) or not (owns_keys or memory),
-        queues=queues,
-        groups=groups,
-        requeue_orphans=requeue,
-        max_redeliveries=_count(pick("max_redeliveries", contract.MAX_REDELIVERIES),
-                                "max-redeliveries"),
-        schema=schema,
-        rq_worker_ttl=_seconds(pick("rq_worker_ttl", RQ_WORKER_TTL), "rq-worker-ttl",
-                               MAX_SECONDS),
-        dramatiq_namespace=pick("dramatiq_namespace", "dramatiq"),
-        dramatiq_heartbeat_timeout=_seconds(
-            pick("dramatiq_heartbeat_timeout", DRAMATIQ_HEARTBEAT_TIMEOUT),
-            "dramatiq-heartbeat-timeout", MAX_SECONDS),
-        dramatiq_queues=dramatiq_queues,
-        celery_queues=celery_queues,
-        celery_visibility_timeout=_seconds(
-            pick("celery_visibility_timeout", CELERY_VISIBILITY_TIMEOUT),
-            "celery-visibility-timeout", MAX_SECONDS),
-        celery_key_prefix=pick("celery_key_prefix", ""),
-        celery_sep=celery_sep,
-        celery_priority_steps=celery_steps,
-        celery_heartbeat_interval=_seconds(
-            pick("celery_heartbeat_interval", CELERY_HEARTBEAT_INTERVAL),
-            "celery-heartbeat-interval", MAX_SECONDS),
-        arq_queues=arq_queues,
-        arq_health_check_interval=_seconds(
-            pick("arq_health_check_interval", ARQ_HEALTH_CHECK_INTERVAL),
-            "arq-health-check-interval", MAX_SECONDS),
-        sidekiq_heartbeat_timeout=_seconds(
-            pick("sidekiq_heartbeat_timeout", SIDEKIQ_HEARTBEAT_TIMEOUT),
-            "sidekiq-heartbeat-timeout", MAX_SECONDS),
-        bullmq_prefix=bullmq_prefix,
-        bullmq_queues=bullmq_queues,
-        warnings=tuple(warnings),
-        **tls_files,
-    )
+    return {
+        "schema": schema,
+        "rq_worker_ttl": secs("rq_worker_ttl", RQ_WORKER_TTL),
+        "dramatiq_namespace": pick("dramatiq_namespace", "dramatiq"),
+        "dramatiq_heartbeat_timeout": secs("dramatiq_heartbeat_timeout",
+                                           DRAMATIQ_HEARTBEAT_TIMEOUT),
+        "dramatiq_queues": names("dramatiq_queues", ["default"], required=True),
+        "celery_queues": names("celery_queues", [], required=False),
+        "celery_visibility_timeout": secs("celery_visibility_timeout",
+                                          CELERY_VISIBILITY_TIMEOUT),
+        "celery_key_prefix": pick("celery_key_prefix", ""),
+        "celery_sep": _celery_sep(pick("celery_sep")),
+        "celery_priority_steps": _celery_steps(pick("celery_priority_steps")),
+        "celery_heartbeat_interval": secs("celery_heartbeat_interval",
+                                          CELERY_HEARTBEAT_INTERVAL),
+        "arq_queues": names("arq_queues", [ARQ_QUEUE], required=True),
+        "arq_health_check_interval": secs("arq_health_check_interval",
+                                          ARQ_HEALTH_CHECK_INTERVAL),
+        "sidekiq_heartbeat_timeout": secs("sidekiq_heartbeat_timeout",
+                                          SIDEKIQ_HEARTBEAT_TIMEOUT),
+        "bullmq_prefix": bullmq_prefix,
+        "bullmq_queues": names("bullmq_queues", [], required=False),
+    }
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -548,8 +624,9 @@ def _max_series(value: Any) -> int | None:
     """--max-worker-series: a count of workers, or `all` for no cap."""
     if isinstance(value, str) and value.strip().lower() == "all":
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"--max-worker-series must be a count of workers or all, not {value!r}")
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip()) if len(value.strip()) <= 9 else -1
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000_000:
+        raise ConfigError("--max-worker-series must be a count of workers (at most 100000000) "
+                          "or all")
     return value

@@ -14,13 +14,16 @@ from typing import Any
 
 CONFIG_MAX_BYTES = 256 * 1024
 SECRET_MAX_BYTES = 4096
+MAX_DEPTH = 32  # collections inside collections: a config nests three deep
+MAX_DIGITS = 30  # digits of an integer: any count or number of seconds has far fewer
 
 # Declared type of every option a config file may set (the flags' dest names).
 BOOLS = frozenset({"tls_insecure", "read_only", "requeue_orphans"})
 TEXTS = frozenset({"username", "password_file", "tls_ca_file", "tls_cert_file", "tls_key_file",
                    "tls_server_name", "cluster_name", "textfile", "listen", "prefix", "schema",
                    "format", "dramatiq_namespace", "web_config_file", "worker_pool_pattern",
-                   "celery_key_prefix", "celery_sep", "bullmq_prefix"})
+                   "celery_key_prefix", "celery_sep", "bullmq_prefix", "sentinel_master",
+                   "sentinel_username", "sentinel_password_file"})
 NUMBERS = frozenset({"timeout", "interval", "heartbeat_ttl", "dead_retention", "rq_worker_ttl",
                      "dramatiq_heartbeat_timeout", "celery_visibility_timeout",
                      "celery_heartbeat_interval", "arq_health_check_interval",
@@ -28,7 +31,7 @@ NUMBERS = frozenset({"timeout", "interval", "heartbeat_ttl", "dead_retention", "
 INTEGERS = frozenset({"max_redeliveries"})
 COUNT_OR_ALL = frozenset({"max_worker_series"})  # a whole number, or the string "all"
 LISTS = frozenset({"redis_url", "collectors", "group", "dramatiq_queues", "celery_queues",
-                   "arq_queues", "bullmq_queues"})  # str or [str]
+                   "arq_queues", "bullmq_queues", "sentinel"})  # str or [str]
 QUEUES = frozenset({"queue"})  # NAME=STREAM str, a list of them, or {name: stream}
 STEPS = frozenset({"celery_priority_steps"})  # "0,3,6,9" or [0, 3, 6, 9]
 
@@ -70,18 +73,41 @@ def text(value: str, what: str) -> str:
 
 
 def load_yaml(path: str, what: str = "config file") -> Any:
+    """The YAML document of a bounded file: no aliases, at most MAX_DEPTH collections deep (the
+    composer recurses: deeper would be a RecursionError), integers of at most MAX_DIGITS digits
+    (Python refuses longer ones with a ValueError). Anything else wrong: one ConfigError."""
     import yaml  # only when a config file is used: PyYAML's import costs every run ~10 ms
 
-    class NoAliases(yaml.SafeLoader):
+    class Bounded(yaml.SafeLoader):
+        depth = 0
+
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
                 raise ConfigError(f"{what} {path}: YAML aliases (*name) are not allowed")
+            if self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
+                if self.depth >= MAX_DEPTH:
+                    line = self.peek_event().start_mark.line + 1
+                    raise ConfigError(f"{what} {path}: nested deeper than {MAX_DEPTH} at line "
+                                      f"{line}")
+                self.depth += 1
+                try:
+                    return super().compose_node(parent, index)
+                finally:
+                    self.depth -= 1
             return super().compose_node(parent, index)
 
+        def construct_yaml_int(self, node: Any) -> Any:
+            digits = sum(c.isdigit() for c in str(node.value))
+            if digits > MAX_DIGITS:
+                raise ConfigError(f"{what} {path}: number out of range at line "
+                                  f"{node.start_mark.line + 1}")
+            return super().construct_yaml_int(node)
+
+    Bounded.add_constructor("tag:yaml.org,2002:int", Bounded.construct_yaml_int)
     raw = read_bounded(path, what, CONFIG_MAX_BYTES)
     try:
-        return yaml.load(raw.decode("utf-8"), Loader=NoAliases)  # a SafeLoader
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return yaml.load(raw.decode("utf-8"), Loader=Bounded)  # a SafeLoader
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where else ""
         raise ConfigError(f"{what} {path} is not valid YAML{at}") from None

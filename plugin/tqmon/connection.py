@@ -44,11 +44,12 @@ class _ServerNameSSLConnection(SSLConnection):
 
 
 def client(config: Config, host: str, port: int, deadline: Deadline, *, tls: bool,
-           db: int | None = None, decode: bool = True) -> redis.Redis:
+           db: int | None = None, decode: bool = True, sentinel: bool = False) -> redis.Redis:
     """A client for one node whose every socket operation ends by the deadline, no retries.
 
     `db` defaults to the URL's database, where the queue's keys are; node-level commands pass
-    0, which needs no SELECT (and Redis Cluster refuses any other)."""
+    0, which needs no SELECT (and Redis Cluster refuses any other). `sentinel`: a client for a
+    Redis Sentinel, with the sentinels' own credentials."""
     timeout = max(MIN_SOCKET_TIMEOUT, deadline.remaining())
     kwargs: dict[str, Any] = {
         "host": host,
@@ -56,6 +57,8 @@ def client(config: Config, host: str, port: int, deadline: Deadline, *, tls: boo
         "db": config.db if db is None else db,
         "username": config.username,
         "password": config.password,
+        **({"db": 0, "username": config.sentinel.username, "password": config.sentinel.password}
+           if sentinel and config.sentinel is not None else {}),
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         "retry": Retry(NoBackoff(), 0),  # a retry would silently double the time budget

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import pools
+
 VERSION = 1
 DEFAULT_PREFIX = "tq"
 PRIORITIES = ("high", "medium", "low")
@@ -93,16 +95,13 @@ class Keys:
 
 
 # --- pools -------------------------------------------------------------------------------------
-# A pool is a group of interchangeable workers. A worker names it, or it is its name without a
-# trailing instance number (`production_worker_12` -> `production_worker`): the first group of
-# this pattern, the whole name when it does not match or the group is empty.
-DEFAULT_POOL_PATTERN = r"^(.*?)[-_.:@]*\d+$"
-_DEFAULT_POOL = re.compile(DEFAULT_POOL_PATTERN, re.S)
+# A pool is a group of interchangeable workers. A worker names it, or it is its deployment's
+# name, read from its own (pools.deployment: `production_worker_12` -> `production_worker`,
+# `web-5d9f7c6b8-x2x7q` -> `web`), or the first group of --worker-pool-pattern on its name.
 
 
-def pool_of(name: str, pattern: re.Pattern[str] = _DEFAULT_POOL) -> str:
-    match = pattern.match(name)
-    return (match.group(1) if match and match.groups() else "") or name
+def pool_of(name: str, pattern: re.Pattern[str] | None = None) -> str:
+    return pools.Namer(pattern)(name)
 
 
 # --- latency histogram fields ------------------------------------------------------------------

@@ -13,6 +13,12 @@
 Runs on the redis-py client the application already has (Redis or RedisCluster; asyncio ones
 for AsyncHeartbeat). Every call is one round trip (a Lua script). Monitoring must never break
 the worker: Redis errors are logged and retried at the next beat, never raised into the caller.
+
+With a Sentinel-managed client (`Sentinel(...).master_for(name)`), each beat first asks the
+sentinels for the master (one round trip to a sentinel per interval): redis-py asks only when it
+opens a connection, so a pooled connection would keep writing to the old master until the
+sentinels demote it (up to seconds after they promoted another); asking drops the idle ones,
+so the beat after a failover lands on the new master.
 """
 
 from __future__ import annotations
@@ -66,6 +72,12 @@ class _Base:
             )
         }
 
+    def _master_pool(self) -> Any:
+        """The client's SentinelConnectionPool (which can ask for the master), else None."""
+        pool = getattr(self.client, "connection_pool", None)
+        return pool if getattr(pool, "is_master", False) and hasattr(
+            pool, "get_master_address") else None
+
     @property
     def _membership_keys(self) -> list[str]:
         return [self.keys.workers, self.keys.dead, self.keys.worker(self.worker_id),
@@ -110,8 +122,16 @@ class Heartbeat(_Base):
             log.warning("tqmon heartbeat %s (%s): %s", script, self.worker_id, exc)
             return None
 
+    def _follow_master(self) -> None:
+        if (pool := self._master_pool()) is not None:
+            try:
+                pool.get_master_address()  # a new master: idle connections are dropped
+            except REDIS_ERRORS as exc:
+                log.warning("tqmon heartbeat sentinel (%s): %s", self.worker_id, exc)
+
     def beat(self) -> None:
         """One heartbeat now; registers again if the collector pruned this worker."""
+        self._follow_master()
         if self._call("beat", self._membership_keys, [self.worker_id]) == 0:
             self._call("register", *self._register_args())
 
@@ -171,7 +191,15 @@ class AsyncHeartbeat(_Base):
             log.warning("tqmon heartbeat %s (%s): %s", script, self.worker_id, exc)
             return None
 
+    async def _follow_master(self) -> None:
+        if (pool := self._master_pool()) is not None:
+            try:
+                await pool.get_master_address()
+            except REDIS_ERRORS as exc:
+                log.warning("tqmon heartbeat sentinel (%s): %s", self.worker_id, exc)
+
     async def beat(self) -> None:
+        await self._follow_master()
         if await self._call("beat", self._membership_keys, [self.worker_id]) == 0:
             await self._call("register", *self._register_args())
 

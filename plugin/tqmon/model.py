@@ -27,6 +27,11 @@ class Samples:
 
     def __init__(self) -> None:
         self.rows: dict[str, list[tuple[tuple[str, ...], float | Histogram]]] = defaultdict(list)
+        # For collectors.fleet, from an adapter that reports every worker: each worker's pool
+        # where the adapter names it (worker id -> pool; others are named from worker_name),
+        # and pool task totals that never fall (pool -> count), None when it keeps none.
+        self.pools: dict[str, str] = {}
+        self.pool_totals: tuple[dict[str, float], dict[str, float]] | None = None
 
     def add(self, metric: str, labels: Mapping[str, str], value: float | Histogram) -> None:
         names = catalog.default()[metric].labels
@@ -52,6 +57,9 @@ class Samples:
     def extend(self, other: Samples) -> None:
         for metric, rows in other.rows.items():
             self.rows[metric].extend(rows)
+        self.pools.update(other.pools)
+        if other.pool_totals is not None:
+            self.pool_totals = other.pool_totals
 
     def __len__(self) -> int:
         return sum(map(len, self.rows.values()))

@@ -9,23 +9,25 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote, quote_plus
 
+Secret = str | tuple[str, ...] | None  # a password, or every password a run holds
 
-def _spellings(secret: str | None) -> list[str]:
-    """The password as it may appear in text: as is, and URL-encoded (fully, or with `/` left
-    as is, as urllib does by default), longest first."""
-    if not secret:
-        return []
-    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+
+def _spellings(secret: Secret) -> list[str]:
+    """The passwords as they may appear in text: as is, and URL-encoded (fully, or with `/`
+    left as is, as urllib does by default), longest first."""
+    secrets = (secret,) if isinstance(secret, str) else secret or ()
+    forms = {form for s in secrets if s
+             for form in (s, quote(s, safe=""), quote(s), quote_plus(s))}
     return sorted(forms, key=len, reverse=True)
 
 
-def redact(text: str, secret: str | None) -> str:
+def redact(text: str, secret: Secret) -> str:
     for form in _spellings(secret):
         text = text.replace(form, "***")
     return text
 
 
-def internal_error(prog: str, exc: BaseException, secret: str | None) -> str:
+def internal_error(prog: str, exc: BaseException, secret: Secret) -> str:
     """The one line printed for an unexpected error instead of a traceback, redacted."""
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{prog}: internal error: {type(exc).__name__}: {redact(text, secret)}"
@@ -34,7 +36,7 @@ def internal_error(prog: str, exc: BaseException, secret: str | None) -> str:
 class Redact(logging.Filter):
     """Last line of defence: the password never reaches stderr, whatever a library says."""
 
-    def __init__(self, secret: str | None) -> None:
+    def __init__(self, secret: Secret) -> None:
         super().__init__()
         self._secret = secret
 

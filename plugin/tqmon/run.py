@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from . import __version__
+from . import __version__, sentinel
 from .collectors import registry
 from .collectors.base import Context
 from .config import Config
@@ -61,6 +61,9 @@ def _collect(config: Config, collectors_done: Deadline, deadline: Deadline) -> S
         samples.extend(collected)
         samples.add("tqmon_collector_up", {"collector": name}, 1.0 if ok else 0.0)
         samples.add("tqmon_collection_duration_seconds", {"collector": name}, seconds)
+    if ctx.topology.sentinel is not None:  # the sentinels that answered late count too
+        samples.extend(sentinel.samples(ctx.topology.sentinel, deadline,
+                                        config.cluster_name))
     samples.add("tqmon_build_info", {"version": __version__}, 1.0)
     samples.add("tqmon_last_collection_timestamp_seconds", {}, time.time())
     samples.add("tqmon_series", {}, float(samples.exposed() + 1))  # + this one

@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from typing import TextIO
 
-from .redaction import Redact
+from .redaction import Redact, Secret
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Captured(logging.Handler):
     """Keeps the run's warnings (one per failed node or collector) to show them in the output,
     where the person looks, instead of on stderr (which would tear a --watch screen)."""
 
-    def __init__(self, secret: str | None) -> None:
+    def __init__(self, secret: Secret) -> None:
         super().__init__(logging.WARNING)
         self.addFilter(Redact(secret))
         self._lock_lines = threading.Lock()

@@ -19,11 +19,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from . import __version__, catalog
+from . import __version__, catalog, sentinelstatus
 from .config import Config
 from .model import Histogram, Samples
 from .run import collect_once
 from .screen import Captured, Style, style_for
+from .termsafe import clean_all
 
 JSON_VERSION = 1  # bumped only when a key changes meaning or goes away
 WIDTH = 80
@@ -57,6 +58,7 @@ def summarize(samples: Samples, config: Config, errors: list[str]) -> dict[str, 
         "prefix": config.prefix,
         "cluster_name": config.cluster_name,
         "nodes": _nodes(samples),
+        "sentinel": sentinelstatus.summarize(samples),
         "replication": _replication(samples),
         "workers": _workers(samples),
         "queues": _queues(samples),
@@ -207,7 +209,9 @@ def _cut(text: str, width: int) -> str:
 
 
 def render(doc: dict[str, Any], style: Style, height: int | None = None) -> str:
-    """The document as text for a person, each line at most 80 columns (colour codes aside)."""
+    """The document as text for a person, each line at most 80 columns (colour codes aside).
+    Every string in it is cleaned first: names from Redis never act on the terminal."""
+    doc = clean_all(doc)
     lines: list[str] = []
     width_mark = 1 if style.color else 2
     plain = {"ok": "", "warning": "!", "problem": "!!"}  # grep '^!' finds what is wrong
@@ -239,6 +243,7 @@ def render(doc: dict[str, Any], style: Style, height: int | None = None) -> str:
         row(level, text.rstrip())
     if len(nodes) > 16:
         lines.append(f"{'':{width_mark}} ... and {len(nodes) - 16} more node(s)")
+    sentinelstatus.render(doc.get("sentinel"), row, style.bold, lines)
     states = [n for n in nodes if n["cluster_state_ok"] is not None]
     if states:
         ok = all(n["cluster_state_ok"] for n in states)

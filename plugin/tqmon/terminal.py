@@ -20,6 +20,7 @@ from typing import Any
 from .config import Config, ConfigError, load
 from .redaction import internal_error
 from .screen import Captured
+from .termsafe import clean
 
 # Options that only make sense for the exec plugin: refused, so nobody waits for a textfile.
 EXEC_ONLY = ("textfile", "interval", "listen", "web_config_file")
@@ -75,7 +76,7 @@ def main(command: str, argv: Sequence[str]) -> int:
         if config is None:
             sys.stdout.write(USAGE[command])
             return 0
-        captured = Captured(config.password)
+        captured = Captured(config.secrets)
         root = logging.getLogger()
         root.handlers[:] = [captured]
         root.setLevel(logging.WARNING)
@@ -87,7 +88,7 @@ def main(command: str, argv: Sequence[str]) -> int:
 
         return doctor.main(config, captured)
     except ConfigError as exc:
-        print(f"tqmon {command}: error: {exc}", file=sys.stderr)
+        print(clean(f"tqmon {command}: error: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -97,6 +98,6 @@ def main(command: str, argv: Sequence[str]) -> int:
     except Exception as exc:
         if os.environ.get("TQMON_DEBUG"):
             raise
-        line = internal_error(f"tqmon {command}", exc, config.password if config else None)
-        print(line, file=sys.stderr)  # redacted
+        line = internal_error(f"tqmon {command}", exc, config.secrets if config else None)
+        print(clean(line), file=sys.stderr)  # redacted
         return 1

@@ -4,6 +4,7 @@ Cluster mode: every node CLUSTER NODES lists (masters, replicas, and nodes flagg
 handshake or noaddr), so that a node that is down is still known and reported as down.
 Standalone: each seed, its replicas from INFO replication, and its master if it is a replica.
 A seed that does not answer stays in the topology with role "unknown".
+Sentinel (--sentinel): the master the sentinels' majority names and the replicas they list.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from redis.crc import key_slot
 
-from . import connection
+from . import connection, sentinel
 from .config import Config, Target
 from .failures import Failures
 from .model import describe_error
@@ -52,6 +53,7 @@ class Topology:
     mode: str  # cluster | standalone | unknown (no seed answered)
     nodes: tuple[Node, ...]
     seed_errors: dict[str, str] = field(default_factory=dict)
+    sentinel: sentinel.View | None = None  # the sentinels asked, their answers still arriving
 
     @property
     def cluster(self) -> bool:
@@ -160,6 +162,8 @@ def discover(config: Config, deadline: Deadline, failures: Failures | None = Non
     seed, malformed replica entries are skipped."""
     failures = failures or Failures()
     budget = deadline.sub(DISCOVERY_SHARE)
+    if config.sentinel is not None:
+        return _from_sentinels(config, deadline, budget)
     answers = run_parallel(
         {seed: (lambda s=seed: _probe_seed(config, s, budget)) for seed in config.targets},
         budget,
@@ -199,3 +203,25 @@ def discover(config: Config, deadline: Deadline, failures: Failures | None = Non
             nodes[seed.address] = Node(seed.host, seed.port, "unknown", tls=seed.tls)
     return Topology(mode=mode, nodes=tuple(nodes.values()), seed_errors=errors)
 
+
+
+def _from_sentinels(config: Config, deadline: Deadline, budget: Deadline) -> Topology:
+    """The master a majority of the sentinels names, and the replicas they list. The sentinels
+    are asked under the run's deadline; discovery waits for a majority only (see sentinel)."""
+    assert config.sentinel is not None
+    view = sentinel.View(config, config.sentinel.addresses).start(deadline)
+    answers = view.wait(budget, majority=True)
+    master, agreeing = view.master(answers)
+    errors = {name: a.reason for name, a in answers.items() if a.master is None}
+    if master is None:
+        return Topology(mode="unknown", nodes=(), seed_errors=errors, sentinel=view)
+    tls = config.sentinel.tls
+    head = Node(master.host, master.port, "master", tls=tls)
+    newest = max(agreeing, key=lambda a: a.epoch or 0)
+    nodes = {head.address: head}
+    for replica in newest.replicas:
+        nodes.setdefault(replica.address, Node(replica.host, replica.port, "replica", tls=tls,
+                                               master_address=head.address,
+                                               flags=replica.flags))
+    return Topology(mode="standalone", nodes=tuple(nodes.values()), seed_errors=errors,
+                    sentinel=view)

@@ -25,14 +25,19 @@ counters are whichever worker wrote last: with several workers they are not mono
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 
 import redis
 
-from .. import connection
-from ..model import Samples
+from .. import connection, pools
+from ..model import Samples, describe_error
+from . import pool_counters
 from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+from .pool_counters import Reading
+
+log = logging.getLogger(__name__)
 
 IN_PROGRESS = b"arq:in-progress:"
 HEALTH_CHECK = ":health-check"
@@ -59,10 +64,12 @@ def collect_workers(ctx: Context) -> Samples:
             "worker_up", "worker_heartbeat_age_seconds", "worker_tasks_processed_total",
             "worker_tasks_failed_total", "worker_current_status")}
         info_rows = out.series("worker_info", (*WORKER, "hostname"))
+        namer, readings = pools.Namer(ctx.config.worker_pool_pattern), []
         for index, queue in enumerate(queues):
             value, pttl = replies[2 * index], replies[2 * index + 1]
             name = skips.label(queue)
             labels = (name, name)
+            pool = out.pools[name] = namer(name)
             if isinstance(value, Exception):
                 skips["wrong_type"] += 1
                 value = None
@@ -81,7 +88,14 @@ def collect_workers(ctx: Context) -> Samples:
             rows["worker_tasks_processed_total"].append(
                 (labels, counts["j_complete"] + counts["j_failed"]))
             rows["worker_tasks_failed_total"].append((labels, counts["j_failed"]))
+            readings.append(Reading(name, pool, counts["j_complete"] + counts["j_failed"],
+                                    counts["j_failed"]))
             rows["worker_current_status"].append((labels, 1.0 if counts["j_ongoing"] else 0.0))
+        totals = pool_counters.fold(ctx, client, GROUP, readings)
+        if isinstance(totals, Exception):
+            log.warning("arq pool counters not kept: %s", describe_error(totals))
+        else:
+            out.pool_totals = totals
         out.add_skipped("workers", WORKER_REASONS, skips)
         return out
 

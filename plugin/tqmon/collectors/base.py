@@ -4,6 +4,7 @@ owns a key, the server's clock, and accounting for entries skipped or sanitised.
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import redis
 
 from .. import connection
 from ..config import Config
-from ..failures import NODE_ERRORS, Failures
+from ..failures import NODE_ERRORS, Failures, NodeDown
 from ..model import Samples
 from ..parallel import Deadline
 from ..topology import Node, Topology
@@ -28,12 +29,34 @@ WORKER_REASONS = ("wrong_type", "missing_hash", "bad_value", "bad_latency_field"
 INF = math.inf
 
 
+class Once:
+    """What several collectors of one run need from one read (BullMQ's CLIENT LIST): the
+    first to ask reads it, the others wait and share its answer, or its error."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done: dict[str, tuple[bool, Any]] = {}
+
+    def get(self, key: str, read: Callable[[], T]) -> T:
+        with self._lock:  # reads are short and few: one lock for all keeps this simple
+            if key not in self._done:
+                try:
+                    self._done[key] = (True, read())
+                except Exception as exc:  # shared like a value; raised to every caller
+                    self._done[key] = (False, exc)
+            ok, value = self._done[key]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True)
 class Context:
     config: Config
     topology: Topology
     deadline: Deadline
     failures: Failures = field(default_factory=Failures)
+    once: Once = field(default_factory=Once)
 
 
 Collect = Callable[[Context], Samples]
@@ -44,6 +67,8 @@ def on_key_owner(ctx: Context, key: str, work: Callable[[redis.Redis], T]) -> T:
     (the seed's view of the cluster can trail a failover by a moment). Bytes, because keys
     built from names read in Redis must round-trip exactly, whatever their encoding."""
     node = ctx.topology.node_for(key)
+    if node is None and ctx.topology.sentinel is not None:
+        raise NodeDown("no sentinel named a master")  # the sentinel lines say why, once
     if node is None:
         raise ConnectionError(f"no reachable master is known for {key}")
     for attempt in range(2):
@@ -72,7 +97,7 @@ def pipelined(ctx: Context, client: redis.Redis, commands: Sequence[Sequence[Any
     for index, reply in enumerate(replies):
         if isinstance(reply, redis.exceptions.AskError):
             by_node.setdefault((reply.host, reply.port), []).append(index)
-    tls = ctx.config.targets[0].tls if ctx.config.targets else False
+    tls = ctx.config.tls
     for (host, port), indexes in by_node.items():
         target = connection.client(ctx.config, host, port, ctx.deadline, tls=tls, decode=False)
         try:

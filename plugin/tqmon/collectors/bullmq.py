@@ -63,6 +63,11 @@ def _masters(ctx: Context) -> list[Any]:
 
 
 def worker_connections(ctx: Context) -> Counter[str]:
+    """Workers per queue, read once per run whichever collector asks first."""
+    return ctx.once.get("bullmq_workers", lambda: _worker_connections(ctx))
+
+
+def _worker_connections(ctx: Context) -> Counter[str]:
     """Worker connections per queue, from CLIENT LIST on every master (the node with the most
     for a queue counts, as BullMQ's getWorkers does). Raises when CLIENT LIST is refused."""
     head = f"{ctx.config.bullmq_prefix}:".encode()
@@ -111,14 +116,49 @@ def collect_workers(ctx: Context) -> Samples:
     """workers_alive{pool=<queue>}: BullMQ workers connected now, each queue's workers a pool.
     A worker that dies closes its connection and is simply gone: its jobs' locks expire, which
     the queues collector reports."""
-    out = Samples()
+    out, skips = Samples(), Skips()
     counts = worker_connections(ctx)
     queues = ctx.config.bullmq_queues
     for queue, n in sorted(counts.items()):
         if not queues or queue in queues:
             out.add("workers_alive", {"pool": queue[:MAX_LABEL]}, float(n))
-    out.add_skipped("workers", WORKER_REASONS, Skips())
+    out.pool_totals = _metrics(ctx, list(queues or sorted(counts)), skips)
+    out.add_skipped("workers", WORKER_REASONS, skips)
     return out
+
+
+def _metrics(ctx: Context, queues: list[str], skips: Skips
+             ) -> tuple[dict[str, float], dict[str, float]]:
+    """Each queue's (its pool's) finished and failed jobs from BullMQ's own metrics counters
+    (`<P>:<queue>:metrics:completed|failed`, field `count`: HINCRBY on every job finished,
+    kept whatever removeOnComplete/removeOnFail remove), where the workers enable metrics.
+    A queue without them has no pool counters."""
+    prefix, processed, failed = ctx.config.bullmq_prefix, {}, {}
+    for group in _by_node(ctx, queues).values():
+        commands = [(b"HGET", _key(prefix, queue, f"metrics:{kind}"), b"count")
+                    for queue in group for kind in ("completed", "failed")]
+        replies = on_key_owner(ctx, _key(prefix, group[0], "meta").decode(),
+                               lambda client, c=commands: _pipelined(client, c))
+        for index, queue in enumerate(group):
+            done, bad = replies[2 * index:2 * index + 2]
+            if done is None and bad is None:
+                continue  # metrics not enabled for this queue
+            if isinstance(done, Exception) or isinstance(bad, Exception):
+                skips["wrong_type"] += 1
+                continue
+            ok, ko = skips.number(done or 0), skips.number(bad or 0)
+            if ok is not None and ko is not None:
+                processed[queue[:MAX_LABEL]], failed[queue[:MAX_LABEL]] = ok + ko, ko
+    return processed, failed
+
+
+def _by_node(ctx: Context, queues: list[str]) -> dict[str, list[str]]:
+    """Queues grouped by the node holding their keys (a queue's keys share a slot)."""
+    by_node: dict[str, list[str]] = defaultdict(list)
+    for queue in queues:
+        node = ctx.topology.node_for(_key(ctx.config.bullmq_prefix, queue, "meta").decode())
+        by_node[node.address if node else ""].append(queue)
+    return by_node
 
 
 def _read_sizes(client: redis.Redis, prefix: str, queues: list[str]) -> tuple[float, list]:
@@ -235,11 +275,7 @@ def collect_queues(ctx: Context) -> Samples:
         log.warning("%s", describe_error(exc))
         workers = None
     queues = list(ctx.config.bullmq_queues or sorted(workers or ()))
-    by_node: dict[str, list[str]] = defaultdict(list)
-    for queue in queues:
-        node = ctx.topology.node_for(_key(ctx.config.bullmq_prefix, queue, "meta").decode())
-        by_node[node.address if node else ""].append(queue)
-    for group in by_node.values():
+    for group in _by_node(ctx, queues).values():
         on_key_owner(ctx, _key(ctx.config.bullmq_prefix, group[0], "meta").decode(),
                      lambda client, group=group: _collect_node(ctx, client, group, workers,
                                                                 out, skips))

@@ -24,7 +24,7 @@ from collections import Counter
 
 import redis
 
-from .. import connection
+from .. import connection, pools
 from ..model import Samples
 from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
 
@@ -62,8 +62,12 @@ def collect_workers(ctx: Context) -> Samples:
         up_rows = out.series("worker_up", WORKER)
         age_rows = out.series("worker_heartbeat_age_seconds", WORKER)
         info_rows = out.series("worker_info", (*WORKER, "hostname"))
+        # broker ids are uuids and record nothing else: the pool is the queues watched
+        namer, queues = pools.Namer(ctx.config.worker_pool_pattern), ",".join(
+            ctx.config.dramatiq_queues)
         for raw_id, raw_ms in beats:
             worker_id = skips.label(raw_id)
+            out.pools[worker_id] = namer(worker_id, fallback=queues)
             age = max(0.0, now - float(raw_ms) / 1000)
             up = age <= timeout
             up_rows.append(((worker_id, worker_id), 1.0 if up else 0.0))

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping
 from typing import TypeVar
 
-from .. import catalog, contract
+from .. import catalog, pools
 from ..model import Samples
 
 K = TypeVar("K", bound=Hashable)
@@ -57,15 +57,16 @@ def pool_names(sizes: Mapping[str, int]) -> dict[str, str]:
 
 def add_pools(out: Samples, alive: Counter[str], dead: Counter[str], busy: Counter[str],
               processed: Mapping[str, float] | None = None,
-              failed: Mapping[str, float] | None = None) -> None:
-    """workers_alive/dead{pool} and worker_pool_busy{pool}; the pool task counters when the
-    queue system keeps them monotonic (native: in Redis, by the workers' own scripts)."""
+              failed: Mapping[str, float] | None = None, counters_only: bool = False) -> None:
+    """workers_alive/dead{pool} and worker_pool_busy{pool} (unless `counters_only`); the pool
+    task counters when they are monotonic (native: kept by the workers' own scripts; the
+    adapters: the system's own counter, or collectors.pool_counters)."""
     sizes = Counter({p: 0 for p in (*alive, *dead, *(processed or {}), *(failed or {}))})
     sizes.update(alive)
     sizes.update(dead)
     names = pool_names(sizes)
-    for metric, counts in (("workers_alive", alive), ("workers_dead", dead),
-                           ("worker_pool_busy", busy)):
+    for metric, counts in () if counters_only else (
+            ("workers_alive", alive), ("workers_dead", dead), ("worker_pool_busy", busy)):
         merged: Counter[str] = Counter({names[p]: 0 for p in names})
         for pool, n in counts.items():
             merged[names.get(pool, OTHER)] += n
@@ -83,15 +84,18 @@ def add_pools(out: Samples, alive: Counter[str], dead: Counter[str], busy: Count
             out.add(metric, {"pool": pool}, float(value))
 
 
-def cap_reported(samples: Samples, limit: int | None, pattern: re.Pattern[str]) -> Samples:
+def cap_reported(samples: Samples, limit: int | None, pattern: re.Pattern[str] | None
+                 ) -> Samples:
     """Pools and the cap for a queue system that reports every worker (RQ, Dramatiq, ...):
-    pools from the workers' names, alive/dead/busy per pool, and per-worker rows kept for the
-    chosen workers only. Such systems keep task counts per worker only, so a pool's task
-    counters are the sum over the workers reported now: they fall when a worker leaves (the
-    alerts read them with rise(), which ignores falls)."""
+    pools from what the adapter says (Samples.pools) or the workers' names (pools.Namer),
+    alive/dead/busy per pool, and per-worker rows kept for the chosen workers only. Pool task
+    counters only where the adapter keeps them monotonic (Samples.pool_totals: the system's
+    own counter, or tqmon's totals from pool_counters); never a sum over the workers present
+    now, which falls when one leaves."""
     own_pools = "workers_alive" in samples.rows  # e.g. counted without per-worker rows
     up = {labels: value for labels, value in samples.rows.get("worker_up", [])}
-    pool_of = {labels: contract.pool_of(labels[1], pattern) for labels in up}
+    namer, named = pools.Namer(pattern), samples.pools
+    pool_of = {labels: named.get(labels[0]) or namer(labels[1]) for labels in up}
     busy_ids = {labels for labels, value in samples.rows.get("worker_current_status", [])
                 if value == 1.0}
     alive, dead, busy = Counter[str](), Counter[str](), Counter[str]()
@@ -106,22 +110,16 @@ def cap_reported(samples: Samples, limit: int | None, pattern: re.Pattern[str]) 
     for metric, rows in samples.rows.items():
         if metric in ("workers_alive", "workers_dead") and not own_pools:
             continue
-        if rows and _per_worker(metric):  # ("" is no worker: e.g. Sidekiq's fleet counters)
-            rows = [row for row in rows if row[0][0] in chosen_ids or not row[0][0]]
+        if rows and _per_worker(metric):
+            rows = [row for row in rows if row[0][0] in chosen_ids]
         out.rows[metric].extend(rows)
-    if not own_pools:  # task counters: sums over the workers the system reports (see above)
-        add_pools(out, alive, dead, busy, _sums(samples, "worker_tasks_processed_total", pool_of),
-                  _sums(samples, "worker_tasks_failed_total", pool_of))
+    totals = samples.pool_totals
+    if not own_pools:
+        add_pools(out, alive, dead, busy, *(totals or (None, None)))
+    elif totals is not None:
+        add_pools(out, Counter(), Counter(), Counter(), *totals, counters_only=True)
     out.add("tqmon_worker_series_omitted", {}, float(len(up) - len(chosen_ids)))
     return out
-
-
-def _sums(samples: Samples, metric: str, pool_of: Mapping[tuple, str]) -> dict[str, float]:
-    sums: Counter[str] = Counter()
-    for labels, value in samples.rows.get(metric, []):
-        if labels in pool_of:
-            sums[pool_of[labels]] += value  # type: ignore[operator]
-    return dict(sums)
 
 
 def _per_worker(metric: str) -> bool:

@@ -23,14 +23,19 @@ workers.
 from __future__ import annotations
 
 import datetime
+import logging
 from collections import Counter
 from collections.abc import Iterator
 
 import redis
 
-from .. import connection
-from ..model import Samples
+from .. import connection, pools
+from ..model import Samples, describe_error
+from . import pool_counters
 from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+from .pool_counters import Reading
+
+log = logging.getLogger(__name__)
 
 WORKERS_KEY, WORKER_PREFIX = b"rq:workers", b"rq:worker:"
 QUEUES_KEY, QUEUE_PREFIX = b"rq:queues", b"rq:queue:"
@@ -104,7 +109,9 @@ def _is_up(age: float, pttl: int, default_ttl: float) -> bool:
 
 
 def _add_workers(out: Samples, ctx: Context, now: float, keys: list[bytes],
-                 batches: Iterator[tuple[list, list]], skips: Skips) -> None:
+                 batches: Iterator[tuple[list, list]], skips: Skips) -> list[Reading]:
+    """Per-worker rows and each worker's pool (its name's deployment, else its queues); the
+    task counts of each worker's life (name and birth) for the pool counters."""
     rows = {metric: out.series(metric, WORKER) for metric in (
         "worker_up", "worker_heartbeat_age_seconds", "worker_tasks_processed_total",
         "worker_tasks_failed_total", "worker_uptime_seconds", "worker_current_status")}
@@ -112,6 +119,7 @@ def _add_workers(out: Samples, ctx: Context, now: float, keys: list[bytes],
     queue_rows = out.series("worker_queue_info", (*WORKER, "priority"))
     number, label = skips.number, skips.label
     default_ttl = ctx.config.rq_worker_ttl
+    namer, readings = pools.Namer(ctx.config.worker_pool_pattern), []
     for batch, replies in batches:
         for index, key in enumerate(batch):
             fields, pttl = replies[2 * index], replies[2 * index + 1]
@@ -124,6 +132,7 @@ def _add_workers(out: Samples, ctx: Context, now: float, keys: list[bytes],
             if broken or pttl == -2 or not any(fields):  # the hash expired: the worker died
                 skips["wrong_type" if broken else "missing_hash"] += 1
                 rows["worker_up"].append((labels, 0.0))
+                out.pools[name] = namer(name, fallback=GROUP)  # its queues went with the hash
                 continue
             state, birth, beat, succeeded, failed, queues, hostname = fields
             last = parse_timestamp(beat)
@@ -143,9 +152,11 @@ def _add_workers(out: Samples, ctx: Context, now: float, keys: list[bytes],
                 queue_names = queue_names[:MAX_QUEUES_PER_WORKER]
             for queue in queue_names:
                 queue_rows.append(((name, name, label(queue)), 1.0))
+            pool = out.pools[name] = namer(name, fallback=label(b",".join(sorted(queue_names))))
             ok, bad = number(succeeded or 0), number(failed or 0)
             if ok is not None and bad is not None:  # processed counts failed jobs too
                 rows["worker_tasks_processed_total"].append((labels, ok + bad))
+                readings.append(Reading(f"{name}|{label(birth)}", pool, ok + bad, bad))
             if bad is not None:
                 rows["worker_tasks_failed_total"].append((labels, bad))
             if not up:
@@ -159,13 +170,19 @@ def _add_workers(out: Samples, ctx: Context, now: float, keys: list[bytes],
                     rows["worker_current_status"].append((labels, STATUS[state]))
                 else:
                     skips["bad_value"] += 1
+    return readings
 
 
 def collect_workers(ctx: Context) -> Samples:
     def work(client: redis.Redis) -> Samples:
         out, skips = Samples(), Skips()
         now, keys, batches = _read_workers(client)
-        _add_workers(out, ctx, now, keys, batches, skips)
+        readings = _add_workers(out, ctx, now, keys, batches, skips)
+        totals = pool_counters.fold(ctx, client, GROUP, readings)
+        if isinstance(totals, Exception):
+            log.warning("RQ pool counters not kept: %s", describe_error(totals))
+        else:
+            out.pool_totals = totals
         out.add_skipped("workers", WORKER_REASONS, skips)
         return out
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import redis
 
-from .. import connection, contract
+from .. import boundedjson, connection, contract, pools
 from ..model import Samples, describe_error
 from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
 
@@ -53,8 +53,8 @@ MAX_QUEUES_PER_WORKER = 20
 MILLISECONDS_ABOVE = 1e11  # a Unix time above this is in milliseconds (Sidekiq 8)
 WORKER = ("worker_id", "worker_name")
 GROUP = "sidekiq"  # the `group` label of the queue series: Sidekiq has no consumer groups
-# worker labels of the fleet-wide counters: Sidekiq counts per fleet, not per process
-FLEET = {"worker_id": "", "worker_name": ""}
+# the pool of the fleet-wide counters (stat:processed, stat:failed): Sidekiq counts per fleet
+FLEET_POOL = "sidekiq"
 QUEUE_REASONS = ("bad_value", "wrong_type")
 SCRIPT = contract.SIDEKIQ_DEAD  # lua/sidekiq_dead.lua on the shared dead-set core
 SCRIPT_BATCH = 500  # dead processes per script run: keeps it ~1 ms
@@ -147,7 +147,7 @@ def _orphans(client: redis.Redis, dead: list[bytes], skips: Counter[str]
 def _job_queue(raw: bytes) -> str | None:
     """The queue of a work-hash entry `{"queue": ..., "payload": ..., "run_at": ...}`."""
     try:
-        queue = json.loads(raw).get("queue")
+        queue = boundedjson.loads(raw).get("queue")
     except (ValueError, AttributeError):
         return None
     if not isinstance(queue, str) or not queue:
@@ -177,13 +177,32 @@ def _remember(ctx: Context, client: redis.Redis, dead: dict[bytes, Counter[str]]
     return replies[-1][1]
 
 
-def _worker_rows(out: Samples, processes: list[Process], now: float, skips: Skips) -> None:
+def _pools(out: Samples, tags: dict[bytes, str], identities: list[bytes], namer: pools.Namer
+           ) -> None:
+    """Each process's pool: its `tag` (Sidekiq's name for the application); a process whose
+    hash is gone takes the tag the other processes of its host's deployment carry, so a death
+    stays in its pool; else (or untagged) the deployment its identity names."""
+    by_host: dict[str, set[str]] = {}
+    for identity, tag in tags.items():
+        by_host.setdefault(namer(identity.decode("utf-8", "backslashreplace")), set()).add(tag)
+    for identity in identities:
+        name = identity.decode("utf-8", "backslashreplace")[:MAX_LABEL]
+        host = namer(name)
+        siblings = by_host.get(host, set())
+        tag = tags.get(identity) or (next(iter(siblings)) if len(siblings) == 1 else "")
+        out.pools[name] = namer(name, prefer=tag)
+
+
+def _worker_rows(out: Samples, processes: list[Process], now: float, skips: Skips
+                 ) -> dict[bytes, str]:
+    """Per-process rows; returns the tags of the processes that have one."""
     rows = {metric: out.series(metric, WORKER) for metric in (
         "worker_up", "worker_heartbeat_age_seconds", "worker_uptime_seconds",
         "worker_current_status", "worker_jobs_running", "worker_concurrency", "worker_quiet")}
     info_rows = out.series("worker_info", (*WORKER, "hostname"))
     queue_rows = out.series("worker_queue_info", (*WORKER, "priority"))
     number, label = skips.number, skips.label
+    tags: dict[bytes, str] = {}
     for process in processes:
         name = label(process.identity)
         labels = (name, name)
@@ -193,13 +212,15 @@ def _worker_rows(out: Samples, processes: list[Process], now: float, skips: Skip
         rows["worker_heartbeat_age_seconds"].append((labels, process.age))
         _, busy, quiet, concurrency, raw_info = process.fields
         try:
-            info = json.loads(raw_info) if raw_info else {}
+            info = boundedjson.loads(raw_info) if raw_info else {}
             if not isinstance(info, dict):
                 raise ValueError
         except ValueError:
             skips["bad_value"] += 1
             info = {}
         info_rows.append(((name, name, label(str(info.get("hostname", "")))), 1.0))
+        if isinstance(tag := info.get("tag"), str) and tag:
+            tags[process.identity] = label(tag)
         queues = [q for q in info.get("queues") or () if isinstance(q, str)]
         if len(queues) > MAX_QUEUES_PER_WORKER:
             skips["too_many_series"] += 1
@@ -218,6 +239,7 @@ def _worker_rows(out: Samples, processes: list[Process], now: float, skips: Skip
         if threads is not None:
             rows["worker_concurrency"].append((labels, threads))
         rows["worker_quiet"].append((labels, 1.0 if quiet == b"true" else 0.0))
+    return tags
 
 
 def collect_workers(ctx: Context) -> Samples:
@@ -240,7 +262,7 @@ def collect_workers(ctx: Context) -> Samples:
         now = server_time(clock)
         identities = _members(client, PROCESSES, int(size))
         processes = _read_processes(client, identities, FIELDS, now, timeout, skips)
-        _worker_rows(out, processes, now, skips)
+        tags = _worker_rows(out, processes, now, skips)
         dead = [p.identity for p in processes if not p.up]
         known = set() if isinstance(remembered, Exception) else set(remembered)
         # Live Sidekiqs prune members whose hash expired (the scheduler's poller, the UI),
@@ -250,13 +272,17 @@ def collect_workers(ctx: Context) -> Samples:
         for identity in pruned:
             name = skips.label(identity)
             out.add("worker_up", {"worker_id": name, "worker_name": name}, 0.0)
-        for metric, raw in (("worker_tasks_processed_total", processed),
-                            ("worker_tasks_failed_total", failed)):
+        _pools(out, tags, [*identities, *pruned], pools.Namer(ctx.config.worker_pool_pattern))
+        # Sidekiq counts per fleet, monotonically (INCRBY): the fleet is the counters' pool
+        totals: list[dict[str, float]] = []
+        for raw in (processed, failed):
             value = 0.0 if raw is None else skips.number(raw)
             if isinstance(raw, Exception):
                 skips["wrong_type"] += 1
             elif value is not None:
-                out.add(metric, FLEET, value)
+                totals.append({FLEET_POOL: value})
+        if len(totals) == 2:
+            out.pool_totals = (totals[0], totals[1])
         if not ctx.config.read_only:
             revived = sorted(known & {p.identity for p in processes if p.up})
             fresh = [identity for identity in dead if identity not in known]
@@ -294,7 +320,7 @@ def _read_queues(client: redis.Redis, names: list[bytes], now: float, out: Sampl
             if oldest is not None:
                 enqueued = None
                 try:
-                    job = json.loads(oldest)
+                    job = boundedjson.loads(oldest)
                     if isinstance(job, dict):
                         enqueued = unix_seconds(job.get("enqueued_at", job.get("created_at")))
                 except ValueError:
@@ -325,7 +351,7 @@ def _orphan_totals(ctx: Context, client: redis.Redis, processes: list[Process],
         if identity in alive or readable.get(identity):
             continue
         try:
-            jobs = json.loads(raw)
+            jobs = boundedjson.loads(raw)
             totals.update({str(q)[:MAX_LABEL]: int(n) for q, n in jobs.items()})
         except (ValueError, AttributeError, TypeError):
             skips["bad_value"] += 1

@@ -207,7 +207,7 @@ def _follow_ask(ctx: Context, streams: list[Stream], skips: Counter[str]) -> lis
             moved.setdefault(stream.moved_to, []).append((stream.priority, stream.key))
     if not moved:
         return streams
-    tls = ctx.config.targets[0].tls if ctx.config.targets else False
+    tls = ctx.config.tls
     kept = [s for s in streams if s.moved_to is None]
     for (host, port), items in moved.items():
         node = Node(host, port, "master", tls=tls)

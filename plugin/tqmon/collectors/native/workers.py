@@ -15,7 +15,6 @@ recorded none: their names are read, and they count as idle.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -26,7 +25,7 @@ from typing import Any
 
 import redis
 
-from ... import catalog, contract
+from ... import boundedjson, catalog, contract, pools
 from ...model import Histogram, Samples, describe_error
 from .. import fleet
 from ..base import (
@@ -272,8 +271,8 @@ def _series_names(key: str) -> tuple[str, str] | None:
     if not key.startswith('["'):
         return None
     try:
-        parsed = json.loads(key)
-    except (ValueError, RecursionError):
+        parsed = boundedjson.loads(key)
+    except boundedjson.BadJSON:
         return None
     if (isinstance(parsed, list) and len(parsed) == 2
             and isinstance(parsed[0], str) and isinstance(parsed[1], str)):
@@ -285,16 +284,15 @@ class _Pools:
     """Workers per pool: alive, dead, busy. A worker's pool is the one it recorded, else the
     first group of --worker-pool-pattern on its name."""
 
-    def __init__(self, pattern: re.Pattern[str]) -> None:
-        self.pattern = pattern
+    def __init__(self, pattern: re.Pattern[str] | None) -> None:
+        self.namer = pools.Namer(pattern)
         self.alive, self.dead, self.busy = Counter[str](), Counter[str](), Counter[str]()
 
     def name(self, pool: bytes | None, name: bytes | None) -> str:
         if pool:
             text = pool.decode("utf-8", "backslashreplace")
         else:
-            text = contract.pool_of(name.decode("utf-8", "backslashreplace") if name else "",
-                                    self.pattern)
+            text = self.namer(name.decode("utf-8", "backslashreplace") if name else "")
         return text[:MAX_LABEL]
 
     def count(self, pool: bytes | None, name: bytes | None, up: bool, busy: bool,

@@ -1,0 +1,182 @@
+"""Throwaway Redis Sentinel set-ups for tests, the demo and the benchmark: a master, its
+replicas and N sentinels (Debian's redis-sentinel) on free loopback ports, returned once every
+sentinel sees every replica and every other sentinel, so a failover can be asked for at once.
+
+    with running_sentinels(password="s3cret") as s:
+        s.urls, s.master_server(), s.failover()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from .devcluster import HOST, DevClusterError, RedisServer, free_port, start_replicated, wait_for
+
+MASTER_NAME = "tqmon-master"
+DOWN_AFTER_MS = 1000  # short: a SIGSTOPped master is failed over within a few seconds
+
+
+def redis_sentinel_binary() -> str:
+    path = shutil.which("redis-sentinel")
+    if not path:
+        raise DevClusterError("redis-sentinel not found: install it (apt-get install "
+                              "redis-sentinel; .ci/system-deps does)")
+    return path
+
+
+@dataclass(eq=False)
+class SentinelServer:
+    """One redis-sentinel process monitoring `master_port` under MASTER_NAME."""
+
+    port: int
+    master_port: int
+    quorum: int = 2
+    password: str | None = None
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tqmon-sent-")))
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def start(self) -> SentinelServer:
+        lines = [
+            f"port {self.port}", f"bind {HOST}", "daemonize no", f"dir {self.workdir}",
+            f"logfile {self.workdir / 'sentinel.log'}",
+            f"sentinel monitor {MASTER_NAME} {HOST} {self.master_port} {self.quorum}",
+            f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}",
+            f"sentinel failover-timeout {MASTER_NAME} 3000",
+            f"sentinel parallel-syncs {MASTER_NAME} 2",
+        ]
+        if self.password:  # the sentinels' own password; they use it with each other too
+            lines += [f"requirepass {self.password}", f"sentinel sentinel-pass {self.password}"]
+        conf = self.workdir / "sentinel.conf"  # sentinel rewrites it: its own, writable
+        conf.write_text("\n".join(lines) + "\n")
+        self.process = subprocess.Popen([redis_sentinel_binary(), str(conf)],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        return self
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host=HOST, port=self.port, password=self.password,
+                           decode_responses=True, socket_timeout=5)
+
+    def master(self) -> dict[str, str]:
+        """SENTINEL MASTER, as field: value."""
+        reply = self.client().execute_command("SENTINEL", "MASTER", MASTER_NAME)
+        return dict(zip(reply[::2], reply[1::2], strict=False)) if isinstance(reply, list) \
+            else dict(reply)
+
+    def signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signum)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class SentinelSet:
+    servers: list[RedisServer]  # the data nodes, the first the master at the start
+    sentinels: list[SentinelServer]
+
+    @property
+    def addresses(self) -> list[str]:
+        return [s.address for s in self.sentinels]
+
+    def args(self) -> list[str]:
+        """tqmon's flags for this set (the password goes by environment)."""
+        return [a for s in self.sentinels for a in ("--sentinel", s.address)] + [
+            "--sentinel-master", MASTER_NAME]
+
+    def master_address(self, sentinel: SentinelServer | None = None) -> str:
+        info = (sentinel or self.sentinels[0]).master()
+        return f"{info['ip']}:{info['port']}"
+
+    def server(self, address: str) -> RedisServer:
+        return next(s for s in self.servers if s.address == address)
+
+    def master_server(self) -> RedisServer:
+        return self.server(self.master_address())
+
+    def ready(self, live: Sequence[SentinelServer] | None = None) -> bool:
+        """Every live sentinel sees the same master, its replicas and the other sentinels."""
+        live = list(self.sentinels if live is None else live)
+        views = [s.master() for s in live]
+        replicas = len(self.servers) - 1
+        return all(v["flags"] == "master" and int(v["num-slaves"]) >= replicas
+                   and int(v["num-other-sentinels"]) >= len(self.sentinels) - 1 for v in views) \
+            and len({(v["ip"], v["port"]) for v in views}) == 1
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        wait_for(self.ready, timeout, "the sentinels to see every replica and each other", 0.1)
+
+    def failover(self, timeout: float = 30) -> str:
+        """SENTINEL FAILOVER; returns the new master's address once every sentinel names it
+        and it answers as a master."""
+        old = self.master_address()
+        wait_for(lambda: self.sentinels[0].client().execute_command(
+            "SENTINEL", "FAILOVER", MASTER_NAME) is not None, timeout, "SENTINEL FAILOVER", 0.2)
+        return self.wait_master_moved(old, timeout)
+
+    def wait_master_moved(self, old: str, timeout: float = 30,
+                          live: Sequence[SentinelServer] | None = None) -> str:
+        live = list(self.sentinels if live is None else live)
+
+        def moved() -> bool:
+            named = {self.master_address(s) for s in live}
+            if len(named) != 1 or old in named:
+                return False
+            role = self.server(named.pop()).client().info("replication").get("role")
+            return role == "master"
+        wait_for(moved, timeout, f"the sentinels to name a new master instead of {old}", 0.1)
+        return self.master_address(live[0])
+
+    def stop(self) -> None:
+        for server in [*self.sentinels, *self.servers]:
+            server.stop()
+
+
+def start_sentinels(sentinels: int = 3, replicas: int = 2, password: str | None = None
+                    ) -> SentinelSet:
+    """A master with `replicas` replicas and `sentinels` sentinels (quorum: a majority)."""
+    servers = start_replicated(replicas)
+    quorum = sentinels // 2 + 1
+    started = SentinelSet(servers, [SentinelServer(free_port(), servers[0].port, quorum,
+                                                   password).start()
+                                    for _ in range(sentinels)])
+    try:
+        for sentinel in started.sentinels:
+            wait_for(lambda s=sentinel: s.client().ping(), 15, "a sentinel to start")
+        started.wait_ready()
+    except BaseException:
+        started.stop()
+        raise
+    return started
+
+
+@contextlib.contextmanager
+def running_sentinels(**kwargs: object) -> Iterator[SentinelSet]:
+    started = start_sentinels(**kwargs)  # type: ignore[arg-type]
+    try:
+        yield started
+    finally:
+        started.stop()

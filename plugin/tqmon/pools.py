@@ -1,0 +1,83 @@
+"""Pool names: a pool names a deployment, so the processes of one deployment share it and a
+restart makes no new one.
+
+`deployment(name)` removes from a process's name what differs between processes of one
+deployment, or between two lives of one process: a pid or instance number, a nonce, uuid or
+hex id, a Kubernetes pod suffix (Deployment `-5d9f7c6b8-x2x7q`, DaemonSet `-x2x7q`,
+StatefulSet `-3`). `Namer` applies either these rules or the user's --worker-pool-pattern, and
+takes the adapter's hint first: what the queue system itself says a process belongs to
+(Sidekiq's `tag`, a worker's queues, Celery's node name, BullMQ's queue). docs/adapters.md
+lists the rule per schema.
+
+    deployment("host:31752:c91a849058f5")       -> "host"          (Sidekiq identity)
+    deployment("web-5d9f7c6b8-x2x7q")           -> "web"           (Kubernetes pod)
+    deployment("celery@worker-3")               -> "celery@worker" (StatefulSet)
+    deployment("production_worker_12")          -> "production_worker"
+    deployment("w1")                            -> "w"
+    deployment("4f1c0e6a9b2d4c7e8f0a1b2c3d4e5f60") -> ""           (nothing names it)
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_LABEL = 256  # characters of a pool name, as every label read from Redis
+# Kubernetes' name suffixes use this alphabet (no vowels, no 0 1 3: no words, no look-alikes)
+_K8S = "[bcdfghjklmnpqrstvwxz2456789]"
+_UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.I)
+_POD = re.compile(rf"-{_K8S}{{6,10}}-{_K8S}{{5}}(?=$|[.:@/_])")  # ReplicaSet hash + pod id
+_TRAILING_NUMBER = re.compile(r"\d+$")
+_SEPARATORS = re.compile(r"([-_.:@/ ]+)")
+_NUMBER = re.compile(r"\d+")
+_HEX_ID = re.compile(r"(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}", re.I)
+_POD_ID = re.compile(rf"(?=.*\d){_K8S}{{5}}")  # a DaemonSet's or bare pod's 5 characters
+
+
+def _is_identity(token: str, separator: str) -> bool:
+    """A part that differs from process to process: a number, a hex id, a pod id."""
+    return bool(_NUMBER.fullmatch(token) or _HEX_ID.fullmatch(token)
+                or (separator == "-" and _POD_ID.fullmatch(token)))
+
+
+def deployment(name: str) -> str:
+    """`name` without the parts that tell processes of one deployment apart ("" if nothing
+    else is left)."""
+    text = _POD.sub("", _UUID.sub("", name))
+    parts = _SEPARATORS.split(text)  # [token, separator, token, separator, ...]
+    kept: list[str] = []
+    separator = ""
+    for index, part in enumerate(parts):
+        if index % 2:
+            separator = part
+            continue
+        if part and not _is_identity(part, separator):
+            kept += [separator if kept else "", part]
+    text = "".join(kept)
+    return _TRAILING_NUMBER.sub("", text) or text  # `worker12`: an instance number too
+
+
+class Namer:
+    """A worker's pool. With --worker-pool-pattern: its first group on the worker's name (the
+    user's rule wins). Otherwise deployment() of, in this order: what the queue system says
+    the worker belongs to (`prefer`: Sidekiq's tag), the worker's name, `fallback` (its
+    queues, for a name that is only an id, as RQ's default uuid is); else the name itself."""
+
+    def __init__(self, pattern: re.Pattern[str] | None = None) -> None:
+        self.pattern = pattern
+        self._cache: dict[tuple[str, str, str], str] = {}
+
+    def __call__(self, name: str, prefer: str = "", fallback: str = "") -> str:
+        key = (name, prefer, fallback)
+        pool = self._cache.get(key)
+        if pool is None:
+            pool = self._cache[key] = self._name(name, prefer, fallback)[:MAX_LABEL]
+        return pool
+
+    def _name(self, name: str, prefer: str, fallback: str) -> str:
+        if self.pattern is not None:
+            match = self.pattern.match(name)
+            return (match.group(1) if match and match.groups() else "") or name
+        for source in (prefer, name, fallback):
+            if source and (pool := deployment(source)):
+                return pool
+        return name
