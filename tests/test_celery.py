@@ -14,7 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
-from adapter_helpers import Process, check_signals, digest, poll_tqmon, started_processes, wait_for
+from adapter_helpers import (
+    Process,
+    check_signals,
+    digest,
+    poll_tqmon,
+    started_processes,
+    system_digest,
+    wait_for,
+)
 from helpers import Result, run_tqmon
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -143,8 +151,9 @@ def _publish(client: redis.Redis, channel: str, event: dict) -> None:
 def test_celery_listen_mode_remembers_in_the_process():
     """--listen keeps what it heard in the process: a worker heard in one scrape and silent in
     the next, its pidbox binding left behind (a SIGKILL), is down and counted; one whose binding
-    is gone (a clean stop) is forgotten; nothing is written to Redis; garbage on the channel is
-    counted, not fatal. (Heartbeats published by the test: a freq of 0.5 s keeps it short.)"""
+    is gone (a clean stop) is forgotten; nothing but tqmon's pool counters is written to Redis;
+    garbage on the channel is counted, not fatal. (Heartbeats published by the test: a freq of
+    0.5 s keeps it short.)"""
     server = devcluster.start_standalone()
     port = devcluster.free_port()
     listener = Process([sys.executable, "-m", "tqmon", "--schema", "celery", "--redis-url",
@@ -153,7 +162,7 @@ def test_celery_listen_mode_remembers_in_the_process():
     client = server.client()
     db2 = server.client(db=2)
     db2.sadd("_kombu.binding.celery.pidbox", "\x06\x16\x06\x16fake@host.celery.pidbox")
-    before = digest(db2)
+    before = system_digest(db2)
     stop = threading.Event()
 
     def beat() -> None:
@@ -189,7 +198,9 @@ def test_celery_listen_mode_remembers_in_the_process():
         result = scrape()
         assert result.value("dead_workers_detected_total") == 1
         assert not result.values("worker_up", worker_id="gone@host", worker_name="gone@host")
-        assert client.dbsize() == 0 and digest(db2) == before
+        assert client.dbsize() == 0 and system_digest(db2) == before
+        assert {k for k in db2.scan_iter() if k.startswith("{tq}")} == {
+            "{tq}:celery:pool_seen", "{tq}:celery:pool_last", "{tq}:celery:pool_stats"}
     finally:
         stop.set()
         listener.stop()
@@ -285,3 +296,28 @@ def test_celery_deaths_counted_however_many_are_retained(standalone):
     assert _up(result, "new@host") == 1
     result = poll_tqmon(args, lambda r: _up(r, "new@host") == 0, 10, "new@host's death")
     assert result.value("dead_workers_detected_total") == 1201
+
+
+def test_celery_layout_options_from_flags_and_the_config_file(standalone, tmp_path):
+    """--celery-sep and --celery-priority-steps, as flags and as config-file keys; bad values
+    are one line and exit 2."""
+    client = standalone.client()
+    client.sadd("_kombu.binding.jobs", "jobs::jobs")  # kombu's sep ':' (a direct binding)
+    client.rpush("jobs", "{}")
+    client.rpush("jobs:12", "{}", "{}")  # a step beyond 0..9: only the option finds it
+    config = tmp_path / "tqmon.yaml"
+    config.write_text(f"redis_url: {standalone.url}\nschema: celery\ncollectors: queues\n"
+                      "celery_sep: ':'\ncelery_priority_steps: [0, 12]\n")
+    result = run_tqmon("--config", str(config))
+    assert result.value("task_queue_depth", priority="jobs") == 3, result.stderr
+    args = ["--schema", "celery", "--redis-url", standalone.url, "--collectors", "queues"]
+    assert run_tqmon(*args).value("task_queue_depth", priority="jobs") == 1  # sep detected
+    result = run_tqmon(*args, "--celery-sep", ":", "--celery-priority-steps", "0,6,12")
+    assert result.value("task_queue_depth", priority="jobs") == 3
+    for bad in (["--celery-priority-steps", "1,x"], ["--celery-priority-steps", "300"],
+                ["--celery-sep", ""]):
+        result = run_tqmon(*args, *bad)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    config.write_text("celery_priority_steps: [true]\n")
+    result = run_tqmon("--config", str(config), *args)
+    assert result.returncode == 2 and "celery_priority_steps" in result.stderr

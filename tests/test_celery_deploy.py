@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
-from adapter_helpers import Process, poll_tqmon, started_processes, wait_for
+from adapter_helpers import Process, check_signals, poll_tqmon, started_processes, wait_for
 from celery import Celery
 from helpers import TQMON, Result, check_exposition, run_tqmon
 from provisioning_helpers import generator, promtool
@@ -182,7 +182,8 @@ def test_rolling_restart_is_no_death_and_two_killed_are_counted_once(server, pro
                                                                     tmp_path):
     url = f"{server.url}/9"
     producer = _producer(url)
-    names = [f"w{i}@host" for i in range(4)]
+    # node names as a Kubernetes Deployment makes them (`-n tasks@%h`, the pod's hostname)
+    names = [f"tasks@web-5d9f7c6b8-{pod}" for pod in ("x2x7q", "b4k9z", "q7w2m", "z5h8p")]
     pools = ["threads", "prefork", "threads", "prefork"]
     processes += [_worker(url, name, "work", pool) for name, pool in zip(names, pools,
                                                                           strict=True)]
@@ -198,8 +199,10 @@ def test_rolling_restart_is_no_death_and_two_killed_are_counted_once(server, pro
 
     # rolling restart: each worker SIGTERMed (its main process, as an orchestrator does) and
     # replaced by a new one (a new pod: a new node name)
-    replacements = [f"r{i}@host" for i in range(4)]
+    replacements = [f"tasks@web-5d9f7c6b8-{pod}" for pod in ("c6v2n", "m9r4t", "t2p6w", "h8g5k")]
     for i, (worker, name) in enumerate(zip(workers, replacements, strict=True)):
+        for n in range(20):  # tasks done all along: counts that leave with each worker
+            producer.send_task("celery_app.add", (n, i), queue="work")
         worker.proc.send_signal(signal.SIGTERM)
         assert worker.proc.wait(30) == 0
         queues = "work,idle" if i == 3 else "work"  # the last one drains "idle"
@@ -244,6 +247,16 @@ def test_rolling_restart_is_no_death_and_two_killed_are_counted_once(server, pro
         assert all(0.0 not in r.values("worker_up") for r in during), mode
         assert all(r.values("dead_workers_detected_total") == [0.0] for r in during), mode
         assert history[-1][1].value("dead_workers_detected_total") == 2, mode
+        # one pool for the deployment, through every restart; its counter never falls
+        assert all({s["pool"] for s in r.series("workers_alive")} == {"tasks"}
+                   for _, r in history), mode
+        counts = [r.values("worker_pool_tasks_processed_total", pool="tasks")
+                  for _, r in history]
+        counts = [c[0] for c in counts if c]
+        assert counts and counts[-1] >= 20, (mode, counts)  # some heard only by the last run
+        assert all(b >= a for a, b in itertools.pairwise(counts)), (mode, counts)
+        assert not history[-1][1].values("worker_pool_tasks_failed_total")  # none counted
+    check_signals("celery", *(r for _, r in histories["exec"]))
     _waiting_age_grew_and_fell(histories["exec"])
     _no_alert_in_promtool([r for at, r in histories["exec"] if at < killed_at], tmp_path)
 

@@ -34,6 +34,7 @@ class Heard:
     freq: float
     processed: float | None = None
     active: float | None = None
+    pid: int | None = None  # with the node name, one life of a worker (pool counters)
 
     @property
     def expiry(self) -> float:
@@ -41,13 +42,14 @@ class Heard:
 
     def to_json(self) -> str:
         return json.dumps({"last": self.last, "freq": self.freq, "processed": self.processed,
-                           "active": self.active})
+                           "active": self.active, "pid": self.pid})
 
     @classmethod
     def from_json(cls, raw: bytes, skips: Skips) -> Heard:
         data = boundedjson.loads(raw)
         return cls(float(data["last"]), float(data["freq"]),
-                   skips.number(data.get("processed")), skips.number(data.get("active")))
+                   skips.number(data.get("processed")), skips.number(data.get("active")),
+                   _pid(data.get("pid")))
 
 
 @dataclass
@@ -123,5 +125,9 @@ def _note(window: Window, event: dict[str, Any], heard_at: float, interval: floa
             return
         freq = skips.number(event.get("freq")) or interval
         window.heard[name] = Heard(heard_at, freq, skips.number(event.get("processed")),
-                                   skips.number(event.get("active")))
+                                   skips.number(event.get("active")), _pid(event.get("pid")))
         window.offline.discard(name)
+
+
+def _pid(raw: Any) -> int | None:
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else None
