@@ -23,7 +23,14 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
-from adapter_helpers import Process, check_signals, poll_tqmon, started_processes, wait_for
+from adapter_helpers import (
+    Process,
+    check_signals,
+    digest,
+    poll_tqmon,
+    started_processes,
+    wait_for,
+)
 from celery import Celery
 from helpers import TQMON, Result, check_exposition, run_tqmon
 from provisioning_helpers import generator, promtool
@@ -302,3 +309,40 @@ def _no_alert_in_promtool(results: list[Result], tmp: Path) -> None:
     result = promtool("test", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
 
+
+
+def test_read_only_waiting_age_needs_memory(server, processes):
+    """--read-only: `--listen` remembers the first sighting in the process (the age grows
+    between scrapes, nothing is written); exec mode has no memory (no age for a queue that
+    holds messages without an eta)."""
+    url = f"{server.url}/10"
+    client = redis.Redis.from_url(url)
+    producer = _producer(url)
+    for _ in range(2):
+        producer.send_task("celery_app.add", (1, 1), queue="waiting")
+    before = digest(client)
+    port = devcluster.free_port()
+    processes.append(Process([*TQMON, *BASE, "--redis-url", url, "--read-only", "--collectors",
+                              "queues", "--listen", f"127.0.0.1:{port}"], url))
+
+    def scrape() -> tuple[float, float] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                text = r.read().decode()
+        except OSError:
+            return None
+        age = Result(0, text, "", 0.0, check_exposition(text)).value(
+            "task_queue_oldest_waiting_age_seconds", priority="waiting", group="celery")
+        return time.monotonic(), age
+
+    wait_for(lambda: scrape() is not None, 15, "tqmon --listen")
+    first = scrape()
+    time.sleep(1.5)  # the age must grow by the time between two scrapes
+    second = scrape()
+    assert first is not None and second is not None
+    assert abs((second[1] - first[1]) - (second[0] - first[0])) < 1, (first, second)
+    assert second[1] >= 1.0
+    assert digest(client) == before
+    result = run_tqmon(*BASE, "--redis-url", url, "--read-only", "--collectors", "queues")
+    assert result.value("task_queue_depth", priority="waiting") == 2
+    assert not result.values("task_queue_oldest_waiting_age_seconds", priority="waiting")
