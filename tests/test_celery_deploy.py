@@ -96,7 +96,8 @@ LAYOUTS = {
 @pytest.mark.parametrize("case", list(LAYOUTS))
 def test_every_kombu_layout(server, processes, case):
     """Depth per queue is the sum of the lists Redis holds, found with and without the
-    options; the worker is heard on the layout's channel; its clean stop is no death."""
+    options; the worker is heard on the layout's channel; its clean stop is no death, and in
+    the layouts that move its mailbox (sep, key prefix) its SIGKILL is one."""
     transport, pool, queue, sep, steps, prefix = LAYOUTS[case]
     db = 1 + list(LAYOUTS).index(case)
     url = f"{server.url}/{db}"
@@ -128,6 +129,12 @@ def test_every_kombu_layout(server, processes, case):
         assert "bindings under another key prefix: myapp:_kombu.binding." in result.stderr
         assert "set --celery-key-prefix" in result.stderr
 
+    if sep != "\\x06\\x16" or prefix:  # its mailbox is read in this layout: a kill is a death
+        processes[0].stop()
+        result = poll_tqmon([*args, "--collectors", "workers"], lambda r: _up(r, name) == [0.0],
+                            20, f"{name} dead")
+        assert result.value("dead_workers_detected_total") == 1
+        return
     processes[0].proc.send_signal(signal.SIGTERM)  # a clean stop: forgotten, never counted
     assert processes[0].proc.wait(30) == 0
     result = poll_tqmon([*args, "--collectors", "workers"], lambda r: not _up(r, name), 20,
