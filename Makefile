@@ -6,7 +6,8 @@ BIN    := $(VENV)/bin
 # wheel: it runs from the checkout.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: install system-deps node-deps catalog demo demo-stack test bench lint clean
+.PHONY: install system-deps node-deps catalog demo demo-stack dashboard-png test bench lint clean dist deb \
+  kubernetes
 
 install: $(VENV)/.installed
 
@@ -27,8 +28,12 @@ tests/bullmq/node_modules/.installed: tests/bullmq/package.json tests/bullmq/pac
 	cd tests/bullmq && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-catalog: install  # plugin/tqmon/catalog.json from catalog.yaml (committed; a test checks it)
-	$(BIN)/python -m devtools.catalog_source
+catalog: install  # plugin/tqmon/catalog.json from catalog.yaml, and README.md's metrics table
+	$(BIN)/python -m devtools.catalog_source  # (both committed; tests check them)
+	$(BIN)/python -m devtools.readme
+
+acl-docs: install  # the ACLs in docs/operations.md and docs/heartbeat-contract.md, from acl.py
+	$(BIN)/python -m devtools.acl_docs
 
 demo: install
 	.ci/system-deps --redis-only
@@ -44,6 +49,12 @@ demo-stack: install system-deps
 	  --output build/demo-stack/tqmon-rules.yaml
 	$(BIN)/python -m devtools.stack --rules build/demo-stack/tqmon-rules.yaml
 
+# docs/img/dashboard.png: the demo stack headless for 120 s (a worker killed, a backlog), every
+# panel's queries read from its Prometheus, the dashboard drawn as Grafana lays it out. Fails,
+# naming the panel, when a panel not in dashboards/demo-empty-panels.yaml shows nothing.
+dashboard-png: install system-deps
+	$(BIN)/python -m devtools.dashboard_png --output docs/img/dashboard.png
+
 bench: install system-deps node-deps
 	$(BIN)/python tests/bench.py
 
@@ -52,6 +63,26 @@ lint: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info plugin/*.egg-info .pytest_cache .ruff_cache
+
+# --- Release: the sdist and wheel, the Debian package, the Kubernetes manifests -------------------
+# make dist        build/dist/tqmon-V.tar.gz and tqmon-V-py3-none-any.whl (the wheel is built from
+#                  the sdist, so the sdist is complete); twine check on both. No network: the
+#                  venv's setuptools, not an isolated build environment.
+# make deb         build/tqmon_V_all.deb (devtools/debian.py; the man page from `tqmon --help`)
+# make kubernetes [VALUES=FILE]  deploy/kubernetes/ from the rule file (committed; a test checks
+#                  it is current); with VALUES (the redis_exporter chart's names) build/kubernetes/
+dist: install
+	rm -rf build/dist && mkdir -p build
+	$(BIN)/python -m build --no-isolation --outdir build/dist . >build/dist.log 2>&1 \
+	  || { cat build/dist.log; exit 1; }
+	$(BIN)/twine check --strict build/dist/*
+
+deb: install
+	$(BIN)/python -m devtools.debian --output build
+
+kubernetes: install alerts
+	$(BIN)/python -m devtools.kubernetes \
+	  $(if $(VALUES),--values $(VALUES) --output build/kubernetes,--output deploy/kubernetes)
 
 # --- Provisioning: Grafana dashboard and Prometheus rules, generated from the metric catalog ----
 # make dashboards [GRAFANA_DASHBOARDS_DIR=DIR] [OVERRIDES=FILE]  dashboard JSON (and the rules);

@@ -4,8 +4,10 @@
 
 Rows, panels, queries, units and thresholds all come from the catalog's `dashboard` section
 (views.parse_views validates and renders them); this file only turns them into grafanalib
-objects and lays them out, so a new panel is a catalog edit. The output is deterministic (sorted
-keys, ids and positions in catalog order): CI regenerates it and fails on any difference.
+objects and lays them out, so a new panel is a catalog edit. current_model() then writes what
+grafanalib built in the model of a current Grafana (schemaVersion 42; tests/grafana-schema/).
+The output is deterministic (sorted keys, ids and positions in catalog order): CI regenerates it
+and fails on any difference.
 """
 
 from __future__ import annotations

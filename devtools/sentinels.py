@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,16 @@ def redis_sentinel_binary() -> str:
     return path
 
 
+def ipv6_loopback() -> bool:
+    """Whether ::1 can be bound here: the sentinels then listen there too (--sentinel [::1]:P)."""
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 @dataclass(eq=False)
 class SentinelServer:
     """One redis-sentinel process monitoring `master_port` under MASTER_NAME."""
@@ -42,6 +53,7 @@ class SentinelServer:
     master_port: int
     quorum: int = 2
     password: str | None = None
+    extra: Sequence[str] = ()  # more sentinel.conf lines; with `tls-port P` it speaks TLS only
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tqmon-sent-")))
     process: subprocess.Popen[bytes] | None = None
 
@@ -50,13 +62,16 @@ class SentinelServer:
         return f"{HOST}:{self.port}"
 
     def start(self) -> SentinelServer:
+        tls_only = any(line.startswith("tls-port") for line in self.extra)
         lines = [
-            f"port {self.port}", f"bind {HOST}", "daemonize no", f"dir {self.workdir}",
+            f"port {0 if tls_only else self.port}",
+            f"bind {HOST}{' ::1' if ipv6_loopback() else ''}",
+            "daemonize no", f"dir {self.workdir}",
             f"logfile {self.workdir / 'sentinel.log'}",
             f"sentinel monitor {MASTER_NAME} {HOST} {self.master_port} {self.quorum}",
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}",
             f"sentinel failover-timeout {MASTER_NAME} 3000",
-            f"sentinel parallel-syncs {MASTER_NAME} 2",
+            f"sentinel parallel-syncs {MASTER_NAME} 2", *self.extra,
         ]
         if self.password:  # the sentinels' own password; they use it with each other too
             lines += [f"requirepass {self.password}", f"sentinel sentinel-pass {self.password}"]

@@ -122,6 +122,8 @@ def variable_problems(dashboard: dict) -> list[str]:
     for where, text in _interpolated(dashboard):
         for match in _VARIABLE.finditer(text):
             name = next(g for g in match.groups() if g)
+            if name.isdigit():  # a regex group in label_replace's replacement ("$1")
+                continue
             if name not in defined and name not in BUILTIN_VARIABLES:
                 problems.append(f"{where}: ${name} is not a dashboard variable")
     return problems

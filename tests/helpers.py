@@ -81,6 +81,15 @@ def check_exposition(text: str, fmt: str = "prometheus") -> list:
     return samples
 
 
+def env_without_checkout(**extra: str) -> dict[str, str]:
+    """For an installed tqmon (wheel, pipx, Debian package): no checkout on the path (make
+    exports PYTHONPATH), no venv, no TQMON_* settings from this shell."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("TQMON_")}
+    env.update(extra)
+    return env
+
+
 def run_tqmon(*args: str, env: dict[str, str] | None = None, secret: str | None = None,
               timeout: float = 30, check_output: bool = True) -> Result:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TQMON_")}

@@ -5,18 +5,34 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
 from adapter_helpers import poll_tqmon
 from helpers import Result, Worker, run_tqmon
 
-from devtools.sentinels import MASTER_NAME, SentinelSet
+from devtools.sentinels import MASTER_NAME, SentinelSet, start_sentinels
 
 PASSWORD = "s3nt1nel-pw"  # the sentinels' own password (requirepass): never printed
 ENV = {"TQMON_SENTINEL_PASSWORD": PASSWORD}
-TTL = "5"  # seconds; above the ~2 s a failover leaves no master to beat on
+TTL = "8"  # seconds: above what a failover of a stopped master takes here (~3-6 s)
 RULES = Path(__file__).resolve().parent.parent / "alerts" / "tqmon-rules.yaml"
+
+
+def sentinel_set() -> Iterator[SentinelSet]:
+    """For a module-scoped fixture: one set, its sentinels with PASSWORD."""
+    started = start_sentinels(password=PASSWORD)
+    yield started
+    started.stop()
+
+
+def beating_fleet(sentinels: SentinelSet, name: str, count: int) -> Iterator[list[Worker]]:
+    """For a module-scoped fixture: `count` workers beating through the set, stopped after."""
+    started = [worker(sentinels, f"{name}-{i}") for i in range(count)]
+    yield started
+    for w in started:
+        w.stop()
 
 
 def tqmon(sentinels: SentinelSet, *args: str, env: dict[str, str] | None = None,

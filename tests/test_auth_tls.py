@@ -6,9 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from adapter_helpers import poll_tqmon
 from helpers import run_tqmon
 
 from devtools import devcluster
+from devtools.sentinels import MASTER_NAME, SentinelServer
 
 PASSWORD = "s3cret-Pa55word-xyz"
 MONITOR_ACL = f"monitor on >{PASSWORD} -@all +info +ping +cluster|info +cluster|nodes"
@@ -170,3 +172,30 @@ def test_tls_options_without_rediss_is_config_error(tls):
     result = run_tqmon("--redis-url", "redis://127.0.0.1:6379", "--tls-ca-file", tls["ca"])
     assert result.returncode == 2
     assert result.stderr == "tqmon: error: TLS options are set but no URL uses rediss://\n"
+
+
+def test_tls_to_a_sentinel_and_the_master_it_names(tls):
+    """rediss:// on --sentinel: TLS to the sentinel and to the master, with the --tls-* options."""
+    d, port = tls["dir"], devcluster.free_port()
+    sentinel = SentinelServer(port, tls["server"].port, quorum=1, extra=[
+        f"tls-port {port}", f"tls-cert-file {d / 'server.crt'}",
+        f"tls-key-file {d / 'server.key'}", f"tls-ca-cert-file {tls['ca']}",
+        "tls-auth-clients optional", "tls-replication yes"]).start()
+    try:
+        args = ["--sentinel", f"rediss://127.0.0.1:{port}", "--sentinel-master", MASTER_NAME,
+                "--tls-ca-file", tls["ca"], "--tls-server-name", "redis.test"]
+        poll_tqmon(args, lambda r: r.values("redis_cluster_sentinel_up") == [1], 15,
+                   "the TLS sentinel")
+        result = run_tqmon(*args)
+        assert result.returncode == 0 and result.stderr == ""
+        assert result.value("redis_cluster_node_up", node_id=tls["server"].address) == 1
+        found = run_tqmon("doctor", *args, check_output=False).stdout
+        for where in (f"127.0.0.1:{port}", tls["server"].address):
+            assert f"{where}: certificate verified for 'redis.test'" in found, found
+        assert f"127.0.0.1:{port} answers: master {tls['server'].address}" in found
+        wrong = run_tqmon(*args[:4], "--tls-ca-file", tls["other_ca"], "--tls-server-name",
+                          "redis.test")
+        assert wrong.values("redis_cluster_sentinel_up") == [0]
+        assert "certificate verify failed" in wrong.stderr
+    finally:
+        sentinel.stop()

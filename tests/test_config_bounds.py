@@ -33,6 +33,8 @@ def _one_line_exit_2(result) -> None:
     (f"max_worker_series: {'9' * 25}\n", "max-worker-series"),
     (f"timeout: {LONG}.5\n", "timeout"),
     ("timeout: 1e5000\n", "timeout"),
+    ('password_file: "/etc/pass\\0word"\n', "NUL"),
+    ('redis_url: rediss://h:1\ntls_ca_file: "/tmp/ca\\0.crt"\n', "NUL"),
 ])
 def test_hostile_config_file_is_one_line_exit_2(tmp_path, body, said):
     path = tmp_path / "c.yaml"
@@ -62,6 +64,7 @@ def test_out_of_range_flags(args):
 @pytest.mark.parametrize("body", [
     "basic_auth_users: " + "[" * 5000 + "]" * 5000 + "\n",
     "tls_server_config:\n  min_version: " + LONG + "\n",
+    'tls_server_config:\n  cert_file: "/tmp/x\\0"\n  key_file: /tmp/y\n',
 ])
 def test_hostile_web_config_file(tmp_path, body):
     path = tmp_path / "web.yml"

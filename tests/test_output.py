@@ -113,11 +113,27 @@ def test_interval_keeps_going_while_redis_is_down_and_back(standalone, tmp_path)
     assert proc.returncode == 0
 
 
-def test_broken_pipe_is_quiet(standalone):
+@pytest.mark.parametrize("command", [[], ["status"]])
+def test_broken_pipe_is_one_line_exit_1(standalone, command):
+    """`tqmon | true`: the reader left before the output was written (issue 22)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TQMON_")}
-    proc = subprocess.run(f"{' '.join(TQMON)} --redis-url {standalone.url} | head -1",
-                          shell=True, capture_output=True, text=True, env=env, timeout=30)
-    assert proc.stdout.startswith("# HELP") and proc.stderr == ""
+    line = " ".join([*TQMON, *command, "--redis-url", standalone.url])
+    proc = subprocess.run(["bash", "-c", f"{line} | true; exit ${{PIPESTATUS[0]}}"],
+                          capture_output=True, text=True, env=env, timeout=30)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "cannot write output" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["status"], ["doctor"]])
+def test_closed_stdout_is_one_line_exit_1(standalone, command):
+    """`tqmon >&-` (issue 22): no `internal error: AttributeError` and no traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TQMON_")}
+    proc = subprocess.run([*TQMON, *command, "--redis-url", standalone.url], stdout=None,
+                          stderr=subprocess.PIPE, text=True, env=env, timeout=30,
+                          preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == f"tqmon{' ' + command[0] if command else ''}: error: cannot write " \
+        "output: standard output is closed\n", proc.stderr
 
 
 def test_parallel_reads_dont_block_each_other(standalone, tmp_path):

@@ -10,10 +10,20 @@ from pathlib import Path
 
 import pytest
 from helpers import run_tqmon
-from sentinel_helpers import ENV, PASSWORD, master_id, poll, promtool_alerts, tqmon, worker
+from sentinel_helpers import (
+    ENV,
+    PASSWORD,
+    beating_fleet,
+    master_id,
+    poll,
+    promtool_alerts,
+    sentinel_set,
+    tqmon,
+)
 from tqmon import catalog, config
 
-from devtools.sentinels import MASTER_NAME, start_sentinels
+from devtools import devcluster
+from devtools.sentinels import MASTER_NAME, SentinelServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTINEL_METRICS = {m.name for m in catalog.default().metrics.values()
@@ -22,17 +32,12 @@ SENTINEL_METRICS = {m.name for m in catalog.default().metrics.values()
 
 @pytest.fixture(scope="module")
 def sentinels():
-    started = start_sentinels(password=PASSWORD)
-    yield started
-    started.stop()
+    yield from sentinel_set()
 
 
 @pytest.fixture(scope="module")
 def fleet(sentinels):
-    started = [worker(sentinels, f"sentinel-reader-{i}") for i in range(2)]
-    yield started
-    for w in started:
-        w.stop()
+    yield from beating_fleet(sentinels, "sentinel-reader", 2)
 
 
 def test_options_parse_and_refuse_mixing_with_seeds():
@@ -80,6 +85,10 @@ def test_healthy_set_reads_the_master_and_fires_nothing(sentinels, fleet, tmp_pa
     assert SENTINEL_METRICS - emitted == {"redis_cluster_sentinel_failed"}
     assert PASSWORD not in result.stdout + result.stderr
     promtool_alerts(tmp_path, [(result, 15)], {})
+    ipv6 = f"[::1]:{sentinels.sentinels[0].port}"
+    mixed = run_tqmon("--sentinel", ipv6, *sentinels.args()[2:], env=ENV, secret=PASSWORD)
+    assert mixed.value("redis_cluster_sentinel_up", sentinel=ipv6) == 1
+    assert master_id(mixed) == master
 
 
 def test_status_shows_master_and_sentinels(sentinels, fleet):
@@ -130,6 +139,12 @@ def test_doctor_checks_each_sentinel_agreement_quorum_and_acl(sentinels):
     assert any("agree: master" in line for line in lines)
     assert any("quorum (2) and failover authorisation reachable" in line for line in lines)
     assert any("may run the 4 SENTINEL subcommands" in line for line in lines)
+    two = ["--sentinel", sentinels.addresses[1], "--sentinel", sentinels.addresses[2],
+           "--sentinel-master", MASTER_NAME]
+    flat = " ".join(run_tqmon("doctor", *two, env=ENV, check_output=False).stdout.split())
+    assert "the sentinels know 3 sentinels, tqmon asks 2" in flat
+    assert f"fix: give every sentinel: --sentinel {sentinels.addresses[0]}" in flat
+    assert run_tqmon(*two, env=ENV).value("redis_cluster_sentinels_known") == 3
     # a sentinel user that may ask for the master only
     limited = sentinels.sentinels[0].client()
     limited.execute_command("ACL", "SETUSER", "tqmon-limited", "on", ">limited-pw",
@@ -145,6 +160,27 @@ def test_doctor_checks_each_sentinel_agreement_quorum_and_acl(sentinels):
     assert "may not run SENTINEL replicas, sentinels, ckquorum" in flat, found.stdout
     assert "fix: ACL SETUSER tqmon-limited +sentinel|replicas +sentinel|sentinels " \
         "+sentinel|ckquorum" in found.stdout
+
+
+def test_disagreeing_sentinel_the_majority_wins_and_is_reported(sentinels):
+    """A fourth sentinel that names another node as the master under the same name."""
+    other = devcluster.start_standalone()
+    odd = SentinelServer(devcluster.free_port(), other.port, quorum=1, password=PASSWORD).start()
+    try:
+        devcluster.wait_for(lambda: odd.client().ping(), 15, "the odd sentinel")
+        args = [*sentinels.args()[:-2], "--sentinel", odd.address, *sentinels.args()[-2:]]
+        result = run_tqmon(*args, env=ENV, secret=PASSWORD)
+        assert master_id(result) == sentinels.master_address()
+        assert result.value("redis_cluster_sentinels_agreeing") == 3
+        assert result.values("redis_cluster_sentinel_up") == [1, 1, 1, 1]
+        assert other.address not in {s["node_id"] for s in result.series(
+            "redis_cluster_node_up")}
+        found = " ".join(run_tqmon("doctor", *args, env=ENV, check_output=False).stdout.split())
+        assert f"the sentinels disagree: 3 name {sentinels.master_address()} (followed), " \
+            f"1 name {other.address}" in found
+    finally:
+        odd.stop()
+        other.stop()
 
 
 @pytest.mark.parametrize("case", ["password", "master"])
@@ -178,7 +214,8 @@ def test_one_sentinel_stopped_is_down_and_the_run_in_time(sentinels, fleet):
     stopped.signal(signal.SIGSTOP)
     try:
         result = tqmon(sentinels, "--timeout", "2")
-        assert result.returncode == 0 and result.elapsed < 2, result.elapsed
+        # the run's own deadline, plus the interpreter's start as in tests/test_failures.py
+        assert result.returncode == 0 and result.elapsed < 2 + 1, result.elapsed
         assert result.value("redis_cluster_sentinel_up", sentinel=stopped.address) == 0
         assert result.value("redis_cluster_sentinel_failed", sentinel=stopped.address,
                             reason="timeout") == 1

@@ -6,6 +6,7 @@ The two failovers run in order on one set (each test leaves it with a healthy ma
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,27 +14,35 @@ import time
 
 import pytest
 from helpers import TQMON, check_exposition
-from sentinel_helpers import ENV, PASSWORD, TTL, master_id, poll, promtool_alerts, tqmon, worker
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from sentinel_helpers import (
+    ENV,
+    PASSWORD,
+    TTL,
+    beating_fleet,
+    master_id,
+    poll,
+    promtool_alerts,
+    sentinel_set,
+    tqmon,
+    worker,
+)
+from tqmon.heartbeat import AsyncHeartbeat
 from tqmon.streams import TaskStreams
 
-from devtools.sentinels import start_sentinels
+from devtools.sentinels import MASTER_NAME
 
 RUNBOOK = "docs/runbook.md#sentinelfailover"
 
 
 @pytest.fixture(scope="module")
 def sentinels():
-    started = start_sentinels(password=PASSWORD)
-    yield started
-    started.stop()
+    yield from sentinel_set()
 
 
 @pytest.fixture(scope="module")
 def fleet(sentinels):
-    started = [worker(sentinels, f"sentinel-worker-{i}") for i in range(3)]
-    yield started
-    for w in started:
-        w.stop()
+    yield from beating_fleet(sentinels, "sentinel-worker", 3)
 
 
 def _settled(result, workers) -> bool:
@@ -69,12 +78,31 @@ def _two_collectors_until_dead(sentinels, victim) -> None:
     raise AssertionError(f"{victim.name} not reported dead")
 
 
-def _counted_once(sentinels, deaths: int) -> None:
+async def _async_beat_across(sentinels) -> tuple[str, float]:
+    """Register an AsyncHeartbeat, fail over, beat once: where did the beat land, and when."""
+    sentinel = AsyncSentinel([(h, int(p)) for h, _, p in
+                              (a.rpartition(":") for a in sentinels.addresses)],
+                             socket_timeout=1, sentinel_kwargs={"password": PASSWORD,
+                                                                "socket_timeout": 1})
+    client = sentinel.master_for(MASTER_NAME, decode_responses=True, socket_timeout=1)
+    hb = AsyncHeartbeat(client, name="async-sentinel", worker_id="async-sentinel", ttl=8,
+                        interval=1)
+    await hb._call("register", *hb._register_args())
+    new = await asyncio.to_thread(sentinels.failover)
+    await hb.beat()
+    score = await client.zscore("{tq}:workers", "async-sentinel")
+    await client.aclose()
+    named = sentinels.server(new).client().zscore("{tq}:workers", "async-sentinel")
+    assert named == score is not None  # written to the new master
+    return new, float(score)
+
+
+def _counted_once(sentinels, deaths: float) -> None:
     for _ in range(2):  # more runs do not count the same death again
         result = tqmon(sentinels)
         assert result.value("dead_workers_detected_total") == deaths
     client = sentinels.master_server().client()
-    assert client.hget("{tq}:stats", "dead_workers_detected") == str(deaths)
+    assert client.hget("{tq}:stats", "dead_workers_detected") == str(int(deaths))
 
 
 def test_sentinel_failover_command(sentinels, fleet, tmp_path):
@@ -119,10 +147,34 @@ def test_sentinel_failover_command(sentinels, fleet, tmp_path):
     _counted_once(sentinels, 1)
 
 
+def test_task_streams_consume_from_the_new_master(sentinels):
+    """A consumer (TaskStreams on the Sentinel-managed client, its own prefix) takes the tasks
+    queued on the master after a failover; an AsyncHeartbeat on redis.asyncio's Sentinel
+    client beats on the new master too."""
+    consumer = worker(sentinels, "sentinel-consumer", "--consume", "--prefix", "tqc")
+    try:
+        old = sentinels.master_address()
+        new, beat_at = asyncio.run(_async_beat_across(sentinels))
+        now = sentinels.server(new).client().time()
+        assert 0 <= now[0] + now[1] / 1e6 - beat_at < 5
+        queues = TaskStreams(sentinels.server(new).client(), prefix="tqc")
+        for n in range(3):
+            queues.enqueue("high", {"payload": f"after-failover-{n}"})
+        done = poll(sentinels, lambda r: r.values("task_queue_lag", priority="high") == [0]
+                    and r.values("task_queue_pending", priority="high") == [0]
+                    and r.total("worker_tasks_processed_total") >= 3, 20,
+                    "the tasks consumed from the new master", "--prefix", "tqc")
+        assert master_id(done) == new != old
+    finally:
+        consumer.stop()
+
+
 def test_sigstopped_master_is_failed_over(sentinels, fleet):
-    live = fleet[1:]
+    live = [w for w in fleet if w.proc.poll() is None]
     before = poll(sentinels, lambda r: _settled(r, live), 20, "a settled set")
     old = master_id(before)
+    deaths = before.value("dead_workers_detected_total")
+    depth = before.values("task_queue_depth", priority="high")
     stopped = sentinels.server(old)
     stopped.signal(signal.SIGSTOP)
     try:
@@ -132,8 +184,9 @@ def test_sigstopped_master_is_failed_over(sentinels, fleet):
         assert master_id(first) == new != old
         assert first.value("redis_cluster_node_up", node_id=new, role="master") == 1
         assert first.value("redis_cluster_node_up", node_id=old) == 0  # listed, down
-        assert first.value("task_queue_depth", priority="high") == 6
-        assert first.value("dead_workers_detected_total") == 1
+        assert first.values("task_queue_depth", priority="high") == depth
+        assert first.value("dead_workers_detected_total") == deaths  # no false death
+        stopped.signal(signal.SIGCONT)  # it rejoins as a replica; runs no longer wait for it
         poll(sentinels, lambda r: all(
             r.values("worker_heartbeat_age_seconds", worker_name=w.name)
             and r.value("worker_heartbeat_age_seconds", worker_name=w.name) < 1
@@ -142,6 +195,6 @@ def test_sigstopped_master_is_failed_over(sentinels, fleet):
         victim = live[0]
         victim.signal(signal.SIGKILL)
         _two_collectors_until_dead(sentinels, victim)
-        _counted_once(sentinels, 2)
+        _counted_once(sentinels, deaths + 1)
     finally:
         stopped.signal(signal.SIGCONT)

@@ -297,3 +297,28 @@ def _psubscribe(client: redis.Redis, need: Need) -> str | None:
 def _reason(reply: object) -> str:
     text = str(reply).removeprefix("NOPERM ").strip()
     return text.splitlines()[0] if text else "not allowed"
+
+
+# --- the ACLs the docs give: generated from the needs above (devtools/acl_docs.py) ----------
+
+def grants(config: Config) -> tuple[list[str], list[str]]:
+    """(key patterns, command rules) that let tqmon run with `config`, in first-need order."""
+    wanted = needs(config)
+    return (list(dict.fromkeys(n.key_pattern for n in wanted if n.key_pattern)),
+            list(dict.fromkeys(n.rule for n in wanted)))
+
+
+def setuser(user: str, patterns: list[str], groups: list[list[str]], width: int = 92) -> str:
+    """`ACL SETUSER user on >PASSWORD resetkeys <patterns> -@all` and the rules as the docs
+    show it: each group of rules starts a line, continuation lines are indented, no line
+    longer than `width`."""
+    lines = [" ".join(["ACL SETUSER", user, "on", ">PASSWORD", "resetkeys", *patterns,
+                       "-@all"])]
+    for index, rules in enumerate(group for group in groups if group):
+        for rule in rules:
+            start = index == 0 and lines[-1].endswith("-@all")
+            if not start and (rule is rules[0] or len(lines[-1]) + 1 + len(rule) > width):
+                lines.append("  " + rule)
+            else:
+                lines[-1] += " " + rule
+    return "\n".join(lines)

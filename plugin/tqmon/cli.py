@@ -2,7 +2,8 @@
 
 Exit status: 0 whenever metrics were produced, partial ones included (Telegraf drops the whole
 output of a failing command); 2 and one line on stderr for a usage or config error; 1 and one
-line if the output cannot be written. Never a traceback (set TQMON_DEBUG=1 to see one).
+line if the output cannot be written (stdout closed, or its reader gone: a broken pipe).
+Never a traceback (set TQMON_DEBUG=1 to see one).
 `tqmon status` and `tqmon doctor` (the first word only) are for a person at a terminal: see
 terminal.py.
 """
@@ -25,6 +26,7 @@ from .model import Samples
 from .redaction import Redact as _Redact
 from .redaction import internal_error
 from .run import collect_once
+from .stdio import OutputClosed, output_lost
 from .termsafe import CleanLog, clean
 
 log = logging.getLogger("tqmon")
@@ -114,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _loop(config)
         if config.listen is not None:
             return _listen(config)
+        if config.textfile is None and sys.stdout is None:  # started with fd 1 closed
+            raise OutputClosed
         with _no_cyclic_gc():
             data = _produce(config)
             if config.textfile is not None:
@@ -128,9 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # e.g. `tqmon | head`: the reader left, nothing to report
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except (BrokenPipeError, OutputClosed) as exc:  # e.g. `tqmon | head -1`, `tqmon >&-`
+        return output_lost("tqmon", exc)
     except OSError as exc:
         print(clean(f"tqmon: error: cannot write output: {exc.strerror or exc}"), file=sys.stderr)
         return 1
@@ -150,6 +153,6 @@ def console() -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except (BrokenPipeError, ValueError):  # the reader left, or the stream is closed
+    except (BrokenPipeError, ValueError, AttributeError):  # reader left, stream closed or none
         pass
     os._exit(code)

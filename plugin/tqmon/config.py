@@ -13,16 +13,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from . import __version__, contract
-from .configfile import SECRET_MAX_BYTES, ConfigError, check_types, load_yaml, read_bounded, text
+from . import __version__, configvalues, contract
+from .configfile import ConfigError, check_types, load_yaml, text
 from .configfile import seconds as _seconds
+from .configvalues import Target
 from .schemas import SCHEMAS
 from .sentineloptions import ENV_NAMES as SENTINEL_ENV_NAMES
 from .sentineloptions import SentinelOptions
 from .sentineloptions import add_arguments as add_sentinel_arguments
 from .sentineloptions import resolve as resolve_sentinel
+
+# the value checks (configvalues.py), under the names this module always used
+_read_secret, _parse_url, _as_list = (configvalues.read_secret, configvalues.parse_url,
+                                      configvalues.as_list)
+_listen, _queues = configvalues.listen_address, configvalues.queue_pairs
+_count, _max_series = configvalues.whole_number, configvalues.max_series
 
 __all__ = ["Config", "ConfigError", "Target", "build_parser", "load"]
 
@@ -43,20 +49,6 @@ SIDEKIQ_HEARTBEAT_TIMEOUT = 30.0
 ENV_URL, ENV_PASSWORD, ENV_CONFIG = "TQMON_REDIS_URL", "TQMON_REDIS_PASSWORD", "TQMON_CONFIG"
 MAX_TIMEOUT = 3600.0  # seconds; far above any agent's exec timeout
 MAX_SECONDS = 1e8  # ~3 years: any longer TTL, retention or interval is a typo
-
-
-@dataclass(frozen=True)
-class Target:
-    """One seed address from a URL, without credentials."""
-
-    host: str
-    port: int
-    tls: bool
-    db: int = 0
-
-    @property
-    def address(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -249,51 +241,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _read_secret(path: str, what: str) -> str:
-    raw = read_bounded(path, what, SECRET_MAX_BYTES)
-    try:
-        secret = raw.decode("utf-8").rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise ConfigError(f"cannot read {what} {path}: not UTF-8 text") from None
-    if not secret:
-        raise ConfigError(f"{what} {path} is empty")
-    return secret
-
-
-def _parse_url(url: str) -> tuple[Target, str | None, str | None]:
-    """Return the target and any username/password the URL carries; errors never echo it.
-
-    A password with an unencoded `@` followed by `/`, `?` or `#` would split the URL in the
-    wrong place and put the password's tail in the host name (and in a DNS lookup, a label and
-    an error text): any `@` after the authority is refused, and an error about a URL that
-    carries credentials shows its scheme only."""
-    text(url, "redis_url")
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        parts, port = None, None
-    secret = "@" in url
-    safe = "the URL" if parts is None or secret else f"{parts.scheme}://{parts.hostname or ''}"
-    if parts is not None and "@" in parts.path + parts.query + parts.fragment:
-        raise ConfigError("invalid Redis URL in redis_url: an @ after the host; a user name "
-                          "or password that contains @, /, ? or # must be URL-encoded "
-                          "(%40, %2F, %3F, %23)")
-    if parts is None or parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise ConfigError(f"invalid Redis URL ({safe}...): expected redis://host:port or "
-                          "rediss://host:port")
-    if port == 0:
-        raise ConfigError(f"invalid Redis URL ({safe}...): port 0 is not a port")
-    path = parts.path.strip("/")
-    if path and not (path.isascii() and path.isdigit()):
-        raise ConfigError(f"invalid Redis URL ({safe}...): the path must be a database number")
-    target = Target(parts.hostname, 6379 if port is None else port,
-                    tls=parts.scheme == "rediss", db=int(path or 0))
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return target, user, password
-
-
 def _load_file(path: str) -> dict[str, Any]:
     data = load_yaml(path)
     if data is None:
@@ -341,14 +288,6 @@ def _celery_steps(value: Any) -> tuple[int, ...] | None:
         raise ConfigError("--celery-priority-steps must be whole numbers from 0 to 255, "
                           "comma-separated (kombu's default: 0,3,6,9)")
     return tuple(steps)
-
-
-def _as_list(value: Any, what: str) -> list[str]:
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    raise ConfigError(f"{what} must be a string or a list of strings")
 
 
 class _Sources:
@@ -589,44 +528,3 @@ def _schema(src: _Sources, requeue: bool) -> dict[str, Any]:
         "bullmq_prefix": bullmq_prefix,
         "bullmq_queues": names("bullmq_queues", [], required=False),
     }
-
-
-def _listen(value: str) -> tuple[str, int]:
-    """HOST:PORT, [IPv6]:PORT, or :PORT for every address (IPv4 and IPv6)."""
-    host, _, port = value.rpartition(":")
-    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536 or (
-            ":" in host and not (host.startswith("[") and host.endswith("]"))):
-        raise ConfigError(f"--listen takes HOST:PORT, [IPv6]:PORT or :PORT "
-                          f"(e.g. 127.0.0.1:9840), not {value!r}")
-    return host.strip("[]"), int(port)
-
-
-def _queues(value: Any) -> tuple[tuple[str, str], ...]:
-    """`NAME=STREAM` strings (flags, or a list in the file) or a {name: stream} mapping."""
-    pairs = list(value.items()) if isinstance(value, dict) else [
-        tuple(item.split("=", 1)) if "=" in item else (item, "")
-        for item in _as_list(value, "queue")]
-    out = {}
-    for name, stream in pairs:
-        if not name or not stream:
-            raise ConfigError(f"--queue takes NAME=STREAM, not {name!r}")
-        out[str(name)] = str(stream)
-    return tuple(out.items())
-
-
-def _count(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
-        raise ConfigError(f"{what} must be a whole number from 0 to 1000000")
-    return value
-
-
-def _max_series(value: Any) -> int | None:
-    """--max-worker-series: a count of workers, or `all` for no cap."""
-    if isinstance(value, str) and value.strip().lower() == "all":
-        return None
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip()) if len(value.strip()) <= 9 else -1
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000_000:
-        raise ConfigError("--max-worker-series must be a count of workers (at most 100000000) "
-                          "or all")
-    return value

@@ -46,6 +46,8 @@ def read_bounded(path: str, what: str, limit: int) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except ValueError:  # a NUL in the path
+        raise ConfigError(f"cannot read {what}: the path contains a NUL character") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -69,6 +71,8 @@ def text(value: str, what: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ConfigError(f"{what} is not valid UTF-8") from None
+    if "\0" in value:  # a NUL ends a C string: a path or key would silently be another
+        raise ConfigError(f"{what} contains a NUL character")
     return value
 
 

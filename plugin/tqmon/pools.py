@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import re
 
-MAX_LABEL = 256  # characters of a pool name, as every label read from Redis
+from .labels import cut
+
 # Kubernetes' name suffixes use this alphabet (no vowels, no 0 1 3: no words, no look-alikes)
 _K8S = "[bcdfghjklmnpqrstvwxz2456789]"
 _UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.I)
@@ -70,7 +71,7 @@ class Namer:
         key = (name, prefer, fallback)
         pool = self._cache.get(key)
         if pool is None:
-            pool = self._cache[key] = self._name(name, prefer, fallback)[:MAX_LABEL]
+            pool = self._cache[key] = cut(self._name(name, prefer, fallback))
         return pool
 
     def _name(self, name: str, prefer: str, fallback: str) -> str:

@@ -271,9 +271,9 @@ def samples(view: View, deadline: Deadline, cluster_name: str) -> Samples:
     epochs = [a.epoch for a in agreeing if a.epoch is not None]
     if epochs:
         out.add("redis_cluster_sentinel_master_config_epoch", base, float(max(epochs)))
-    known = {s for a in answers.values() for s in (p.address for p in a.sentinels)}
-    out.add("redis_cluster_sentinels_known", base, float(len(known | set(
-        s for s in view.names if answers[s].master is not None))))
+    # by count, not address: sentinels announce IPs where tqmon may be given host names
+    out.add("redis_cluster_sentinels_known", base,
+            float(max(len(a.sentinels) + 1 for a in answers.values() if a.master)))
     verdicts = [a.quorum_ok for a in agreeing if a.quorum_ok is not None]
     if verdicts:
         out.add("redis_cluster_sentinel_quorum_ok", base, 1.0 if any(verdicts) else 0.0)

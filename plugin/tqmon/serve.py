@@ -7,7 +7,9 @@ must arrive within REQUEST_TIMEOUT (a client that sends half a request, an HTTP/
 TLS hello to a plain port is dropped); a client that hangs up costs nothing and prints nothing.
 Scrapes that arrive while a collection runs share it, whatever format or encoding they ask for,
 so Redis sees at most one collection at a time. GET and HEAD; gzip when asked; TLS and basic
-auth from `--web-config-file` (webconfig.py).
+auth from `--web-config-file` (webconfig.py): a client certificate outside
+`client_allowed_sans` is dropped after the handshake, a known password is answered on the event
+loop and a new one checked in a bounded set of slots (webauth.py), never queued.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import gzip
 import logging
 import signal
 import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from . import webauth
 from .exposition import CONTENT_TYPES
 from .model import Samples
+from .webauth import Attempt, BasicAuth
 from .webconfig import WebConfig
 
 log = logging.getLogger(__name__)
@@ -37,7 +42,8 @@ CHUNK = 256 * 1024  # bytes written before waiting for the scraper to take them
 TEXT = "text/plain; charset=utf-8"
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
            405: "Method Not Allowed", 408: "Request Timeout",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error"}
+           429: "Too Many Requests", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 class Flight:
@@ -58,10 +64,12 @@ class MetricsServer:
         self._flight: Flight | None = None
         self._open = 0
         self._idle: dict[asyncio.StreamWriter, None] = {}  # waiting for a head, oldest first
-        # collections and renderings; bcrypt checks get their own, so a slow collection never
-        # delays answering a 401
+        # collections and renderings; bcrypt checks get one thread per slot (webauth.SLOTS), so
+        # a check never waits in a queue and a slow collection never delays a 401
         self._work = ThreadPoolExecutor(4, thread_name_prefix="tqmon-collect")
-        self._auth = ThreadPoolExecutor(2, thread_name_prefix="tqmon-auth")
+        self._auth = ThreadPoolExecutor(webauth.SLOTS, thread_name_prefix="tqmon-auth")
+        self._tokens = float(self._web.rate[1]) if self._web.rate else 0.0  # rate_limit bucket
+        self._refilled = time.monotonic()
 
     # --- the shared collection ------------------------------------------------------------------
     async def body(self, fmt: str, compress: bool) -> bytes:
@@ -98,6 +106,9 @@ class MetricsServer:
             oldest.transport.abort()  # its handler ends and gives its place back
         self._open += 1
         try:
+            if self._web.allowed_sans and not self._web.peer_allowed(
+                    writer.get_extra_info("peercert")):
+                return  # client_allowed_sans: as a failed handshake, nothing is answered
             while await self._one_request(reader, writer):
                 pass
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
@@ -141,12 +152,22 @@ class MetricsServer:
             await self._send(writer, 405, b"only GET and HEAD\n", TEXT, close=True,
                              extra={"Allow": "GET, HEAD"})
             return False
-        if self._web.auth and not await asyncio.get_running_loop().run_in_executor(
-                self._auth, self._web.allowed, headers.get("authorization")):
-            await self._send(writer, 401, b"unauthorized\n", TEXT, close=not keep,
-                             extra={"WWW-Authenticate": 'Basic realm="tqmon"'},
+        if not self._rate_allows():
+            await self._send(writer, 429, b"too many requests\n", TEXT, close=not keep,
                              head_only=head_only)
             return keep
+        if self._web.basic is not None:
+            verdict = await self._authenticate(self._web.basic, headers.get("authorization"))
+            if verdict is None:
+                await self._send(writer, 503, b"too many password checks at once; retry\n",
+                                 TEXT, close=not keep, extra={"Retry-After": "1"},
+                                 head_only=head_only)
+                return keep
+            if not verdict:
+                await self._send(writer, 401, b"unauthorized\n", TEXT, close=not keep,
+                                 extra={"WWW-Authenticate": 'Basic realm="tqmon"'},
+                                 head_only=head_only)
+                return keep
         path = target.split("?", 1)[0]
         if path == "/healthz":
             await self._send(writer, 200, b"ok\n", TEXT, close=not keep, head_only=head_only)
@@ -170,12 +191,41 @@ class MetricsServer:
                              close=not keep, head_only=head_only)
         return keep
 
+    async def _authenticate(self, basic: BasicAuth, header: str | None) -> bool | None:
+        """Whether the credentials pass; None when no check slot is free (answer 503)."""
+        verdict = basic.quick(header)
+        if not isinstance(verdict, Attempt):
+            return verdict  # known, or malformed: answered on the loop, no queue
+        if not basic.reserve(verdict):
+            return None
+        try:
+            job = self._auth.submit(basic.verify, verdict)
+        except RuntimeError:  # shutting down
+            basic.release(verdict)
+            return None
+        # the slot is free when bcrypt is done, not when this client leaves
+        job.add_done_callback(lambda _, attempt=verdict: basic.release(attempt))
+        return await asyncio.wrap_future(job)
+
+    def _rate_allows(self) -> bool:
+        """rate_limit: a token bucket of `burst` tokens, one more every `interval`."""
+        if self._web.rate is None:
+            return True
+        interval, burst = self._web.rate
+        now = time.monotonic()
+        self._tokens = min(burst, self._tokens + (now - self._refilled) / interval)
+        self._refilled = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
     async def _send(self, writer: asyncio.StreamWriter, status: int, body: bytes,
                     content_type: str, close: bool, extra: dict[str, str] | None = None,
                     head_only: bool = False) -> None:
         lines = [f"HTTP/1.1 {status} {REASONS[status]}", f"Content-Type: {content_type}",
                  f"Content-Length: {len(body)}", "Server: tqmon"]
-        lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+        lines += [f"{k}: {v}" for k, v in {**self._web.headers, **(extra or {})}.items()]
         if close:
             lines.append("Connection: close")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))

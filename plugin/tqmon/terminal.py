@@ -20,6 +20,7 @@ from typing import Any
 from .config import Config, ConfigError, load
 from .redaction import internal_error
 from .screen import Captured
+from .stdio import OutputClosed, output_lost
 from .termsafe import clean
 
 # Options that only make sense for the exec plugin: refused, so nobody waits for a textfile.
@@ -76,6 +77,8 @@ def main(command: str, argv: Sequence[str]) -> int:
         if config is None:
             sys.stdout.write(USAGE[command])
             return 0
+        if sys.stdout is None:  # started with fd 1 closed
+            raise OutputClosed
         captured = Captured(config.secrets)
         root = logging.getLogger()
         root.handlers[:] = [captured]
@@ -92,9 +95,8 @@ def main(command: str, argv: Sequence[str]) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except (BrokenPipeError, OutputClosed) as exc:
+        return output_lost(f"tqmon {command}", exc)
     except Exception as exc:
         if os.environ.get("TQMON_DEBUG"):
             raise

@@ -34,7 +34,7 @@ import redis
 from .. import connection, pools
 from ..model import Samples, describe_error
 from . import pool_counters
-from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
 from .pool_counters import Reading
 
 log = logging.getLogger(__name__)
@@ -138,9 +138,11 @@ def _queue(client: redis.Redis, queue: bytes, now_ms: float, size: int, skips: C
         ready += [(job, float(score)) for job, score in zip(reply[::2], reply[1::2],
                                                             strict=True)]
     ready = ready[:limit]
-    skips["not_scanned"] += int(count) - len(ready)
+    # ZCARD, ZCOUNT, ZRANGE and EXISTS are separate reads: jobs enqueued or taken between
+    # them could make a difference negative, so each is clamped at 0
+    skips["not_scanned"] += max(0, int(count) - len(ready))
     running, oldest = _in_progress(client, ready)
-    return int(count) - running, running, size - int(count), oldest
+    return max(0, int(count) - running), running, max(0, size - int(count)), oldest
 
 
 def collect_queues(ctx: Context) -> Samples:
@@ -160,7 +162,7 @@ def collect_queues(ctx: Context) -> Samples:
                 continue
             waiting, running, deferred, oldest = _queue(client, queue.encode(), now_ms,
                                                         int(size), skips)
-            priority = queue[:MAX_LABEL]
+            priority = cut(queue)
             group = {"priority": priority, "group": GROUP}
             out.add("task_queue_depth", {"priority": priority}, float(waiting))
             out.add("task_queue_pending", group, float(running))

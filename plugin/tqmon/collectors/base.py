@@ -15,17 +15,17 @@ import redis
 from .. import connection
 from ..config import Config
 from ..failures import NODE_ERRORS, Failures, NodeDown
+from ..labels import MAX_LABEL, cut
 from ..model import Samples
 from ..parallel import Deadline
 from ..topology import Node, Topology
 
 T = TypeVar("T")
 BATCH = 1000  # commands of one kind per pipelined round trip
-MAX_LABEL = 256  # characters of a label value read from Redis
 # tqmon_skipped_entries{collector="workers"} reasons, the same for every queue system so the
 # series and the alert on them do not depend on the schema.
 WORKER_REASONS = ("wrong_type", "missing_hash", "bad_value", "bad_latency_field",
-                  "too_many_series", "long_label", "duplicate")
+                  "too_many_series", "long_label", "duplicate", "incomplete_window")
 INF = math.inf
 
 
@@ -126,7 +126,7 @@ class Skips(Counter[str]):
         text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
         if len(text) > MAX_LABEL:
             self["long_label"] += 1
-            return text[:MAX_LABEL]
+            return cut(text)
         return text
 
     def number(self, raw: Any) -> float | None:

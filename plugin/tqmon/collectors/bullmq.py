@@ -37,7 +37,7 @@ import redis
 
 from .. import connection
 from ..model import Samples, describe_error
-from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def collect_workers(ctx: Context) -> Samples:
     queues = ctx.config.bullmq_queues
     for queue, n in sorted(counts.items()):
         if not queues or queue in queues:
-            out.add("workers_alive", {"pool": queue[:MAX_LABEL]}, float(n))
+            out.add("workers_alive", {"pool": cut(queue)}, float(n))
     out.pool_totals = _metrics(ctx, list(queues or sorted(counts)), skips)
     out.add_skipped("workers", WORKER_REASONS, skips)
     return out
@@ -148,7 +148,7 @@ def _metrics(ctx: Context, queues: list[str], skips: Skips
                 continue
             ok, ko = skips.number(done or 0), skips.number(bad or 0)
             if ok is not None and ko is not None:
-                processed[queue[:MAX_LABEL]], failed[queue[:MAX_LABEL]] = ok + ko, ko
+                processed[cut(queue)], failed[cut(queue)] = ok + ko, ko
     return processed, failed
 
 
@@ -191,7 +191,7 @@ def _collect_node(ctx: Context, client: redis.Redis, queues: list[str],
     locks: list[tuple[str, list[bytes]]] = []  # (queue, up to 1,000 active job ids)
     for index, queue in enumerate(queues):
         row = sizes[index * per:(index + 1) * per]
-        labels = {"priority": queue[:MAX_LABEL]}
+        labels = {"priority": cut(queue)}
         grouped = {**labels, "group": GROUP}
         if any(isinstance(value, Exception) for value in row):  # a key of another type
             skips["wrong_type"] += 1
@@ -242,7 +242,7 @@ def _collect_node(ctx: Context, client: redis.Redis, queues: list[str],
             else:  # active, and no worker renews its lock: the worker is gone
                 orphaned[queue] += len(ids) - count
     for queue in queues:
-        out.add("task_queue_orphaned", {"priority": queue[:MAX_LABEL], "group": GROUP},
+        out.add("task_queue_orphaned", {"priority": cut(queue), "group": GROUP},
                 float(orphaned[queue]))
 
 

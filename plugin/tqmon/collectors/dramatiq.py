@@ -26,7 +26,7 @@ import redis
 
 from .. import connection, pools
 from ..model import Samples
-from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
 
 WORKER = ("worker_id", "worker_name")
 GROUP = "dramatiq"  # the `group` label of task_queue_orphaned
@@ -100,7 +100,7 @@ def collect_queues(ctx: Context) -> Samples:
         dead = client.execute_command("ZRANGEBYSCORE", _heartbeats(ctx), "-inf",
                                       f"({now_ms - timeout * 1000}")
         for index, queue in enumerate(queues):
-            priority = queue[:MAX_LABEL]
+            priority = cut(queue)
             depth, delayed, dead_letter = replies[3 * index:3 * index + 3]
             for metric, labels, value in (
                     ("task_queue_depth", {"priority": priority}, depth),
@@ -125,7 +125,7 @@ def collect_queues(ctx: Context) -> Samples:
                 else:
                     orphaned[queue] += count
         for queue in queues:
-            out.add("task_queue_orphaned", {"priority": queue[:MAX_LABEL], "group": GROUP},
+            out.add("task_queue_orphaned", {"priority": cut(queue), "group": GROUP},
                     float(orphaned[queue]))
         out.add_skipped("queues", QUEUE_REASONS, skips)
         return out

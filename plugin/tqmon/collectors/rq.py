@@ -32,7 +32,7 @@ import redis
 from .. import connection, pools
 from ..model import Samples, describe_error
 from . import pool_counters
-from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
 from .pool_counters import Reading
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ def collect_queues(ctx: Context) -> Samples:
             replies = connection.pipelined(client, commands)
             for index, name in enumerate(batch):
                 depth, *counts, abandoned = replies[index * per_queue:(index + 1) * per_queue]
-                priority = name.decode("utf-8", "backslashreplace")[:MAX_LABEL]
+                priority = cut(name.decode("utf-8", "backslashreplace"))
                 if isinstance(depth, Exception):
                     skips["wrong_type"] += 1
                 else:

@@ -40,7 +40,7 @@ import redis
 
 from .. import boundedjson, connection, contract, pools
 from ..model import Samples, describe_error
-from .base import BATCH, MAX_LABEL, WORKER_REASONS, Context, Skips, on_key_owner, server_time
+from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _job_queue(raw: bytes) -> str | None:
         return None
     if not isinstance(queue, str) or not queue:
         return None
-    return queue.removeprefix("queue:")[:MAX_LABEL]
+    return cut(queue.removeprefix("queue:"))
 
 
 def _remember(ctx: Context, client: redis.Redis, dead: dict[bytes, Counter[str]],
@@ -186,7 +186,7 @@ def _pools(out: Samples, tags: dict[bytes, str], identities: list[bytes], namer:
     for identity, tag in tags.items():
         by_host.setdefault(namer(identity.decode("utf-8", "backslashreplace")), set()).add(tag)
     for identity in identities:
-        name = identity.decode("utf-8", "backslashreplace")[:MAX_LABEL]
+        name = cut(identity.decode("utf-8", "backslashreplace"))
         host = namer(name)
         siblings = by_host.get(host, set())
         tag = tags.get(identity) or (next(iter(siblings)) if len(siblings) == 1 else "")
@@ -309,7 +309,7 @@ def _read_queues(client: redis.Redis, names: list[bytes], now: float, out: Sampl
             (b"LLEN", b"queue:" + name), (b"LINDEX", b"queue:" + name, -1))])
         for index, name in enumerate(batch):
             depth, oldest = replies[2 * index:2 * index + 2]
-            queue = {"priority": name.decode("utf-8", "backslashreplace")[:MAX_LABEL]}
+            queue = {"priority": cut(name.decode("utf-8", "backslashreplace"))}
             grouped = {**queue, "group": GROUP}
             if isinstance(depth, Exception) or isinstance(oldest, Exception):
                 skips["wrong_type"] += 1
@@ -352,7 +352,7 @@ def _orphan_totals(ctx: Context, client: redis.Redis, processes: list[Process],
             continue
         try:
             jobs = boundedjson.loads(raw)
-            totals.update({str(q)[:MAX_LABEL]: int(n) for q, n in jobs.items()})
+            totals.update({cut(str(q)): int(n) for q, n in jobs.items()})
         except (ValueError, AttributeError, TypeError):
             skips["bad_value"] += 1
     for jobs in readable.values():
@@ -389,7 +389,7 @@ def collect_queues(ctx: Context) -> Samples:
         processes = _read_processes(client, _members(client, PROCESSES, int(process_count)),
                                     (b"beat",), now, timeout, Skips())
         orphaned = _orphan_totals(ctx, client, processes, skips)
-        for queue in sorted({n.decode("utf-8", "backslashreplace")[:MAX_LABEL]
+        for queue in sorted({cut(n.decode("utf-8", "backslashreplace"))
                              for n in names} | set(orphaned)):
             out.add("task_queue_orphaned", {"priority": queue, "group": GROUP},
                     float(orphaned[queue]))

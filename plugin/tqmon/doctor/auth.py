@@ -10,8 +10,7 @@ from .. import acl, connection
 from ..model import describe_error
 from ..parallel import Deadline
 from ..topology import Node, Topology
-from .base import Checkup, Finding, ok, problem, warning
-from .reach import Reach
+from .base import Checkup, Finding, Reach, ok, problem, warning
 
 
 def check_auth(c: Checkup) -> Iterator[Finding]:

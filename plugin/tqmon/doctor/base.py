@@ -4,14 +4,10 @@ topology discovery found, the nodes that answered, the run's captured stderr).""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..screen import Captured
 from ..topology import Topology
-
-if TYPE_CHECKING:
-    from .reach import Reach
 
 MAX_NODE_LINES = 20  # per-node lines before "and N more"
 
@@ -34,6 +30,15 @@ def warning(topic: str, text: str, *fixes: str) -> Finding:
 
 def problem(topic: str, text: str, *fixes: str) -> Finding:
     return Finding("problem", topic, text, fixes)
+
+
+@dataclass
+class Reach:
+    rtt: float = 0.0
+    offset: float | None = None  # Redis TIME minus this host's clock, mid round trip
+    whoami: str | None = None
+    cluster_info: dict[str, str] | None = None
+    error: BaseException | None = None
 
 
 @dataclass

@@ -12,8 +12,7 @@ from .. import connection, contract
 from ..config import Config
 from ..parallel import Deadline, run_parallel
 from ..topology import Node, Topology
-from .base import Checkup, Finding, ok, problem, warning
-from .reach import Reach
+from .base import Checkup, Finding, Reach, ok, problem, warning
 
 PREFIX_SCAN_CALLS, PREFIX_SCAN_COUNT = 10, 1000  # a bounded look for other prefixes
 

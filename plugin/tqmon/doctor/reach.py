@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import redis
 
@@ -13,16 +12,7 @@ from ..config import Config
 from ..model import describe_error
 from ..parallel import Deadline, run_parallel
 from ..topology import Node, Topology
-from .base import MAX_NODE_LINES, Checkup, Finding, ok, problem
-
-
-@dataclass
-class Reach:
-    rtt: float = 0.0
-    offset: float | None = None  # Redis TIME minus this host's clock, mid round trip
-    whoami: str | None = None
-    cluster_info: dict[str, str] | None = None
-    error: BaseException | None = None
+from .base import MAX_NODE_LINES, Checkup, Finding, Reach, ok, problem
 
 
 def _reach(config: Config, node: Node, deadline: Deadline, cluster: bool) -> Reach:

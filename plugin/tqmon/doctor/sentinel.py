@@ -83,9 +83,11 @@ def check_sentinels(c: Checkup) -> Iterator[Finding]:
         yield problem("sentinel", "the sentinels cannot reach their quorum: no failover "
                       "would happen now (SENTINEL CKQUORUM: NOQUORUM)",
                       "bring the down sentinels back (see docs/runbook.md#sentinelquorumlost)")
-    configured = set(answers)
-    unknown = sorted({p.address for a in named for p in a.sentinels} - configured)
-    if unknown:
-        yield warning("sentinel", f"the sentinels know of {len(unknown)} more not given to "
-                      f"tqmon: {', '.join(unknown[:5])}",
-                      " ".join(f"--sentinel {u}" for u in unknown[:5]))
+    # by count: sentinels announce IPs where tqmon may have been given host names
+    known = max(len(a.sentinels) + 1 for a in named)
+    if known > len(answers):
+        announced = sorted({p.address for a in named for p in a.sentinels} - set(answers))
+        yield warning("sentinel", f"the sentinels know {known} sentinels, tqmon asks "
+                      f"{len(answers)}: if the others fail, tqmon loses the master",
+                      "give every sentinel: " + " ".join(f"--sentinel {u}"
+                                                         for u in announced[:5]))

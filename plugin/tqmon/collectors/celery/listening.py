@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,7 @@ class Window:
 
     heard: dict[str, Heard] = field(default_factory=dict)
     offline: set[str] = field(default_factory=set)
+    complete: bool = True  # False: Redis dropped the subscription before the window ended
 
 
 def _channel(ctx: Context) -> bytes:
@@ -100,16 +102,40 @@ def listen(ctx: Context, client: redis.Redis, skips: Skips) -> tuple[float, Wind
     try:
         pubsub.psubscribe(_channel(ctx))
         while (left := end - time.monotonic()) > 0:
-            message = pubsub.get_message(timeout=left)
+            try:
+                message = pubsub.get_message(timeout=left)
+            except redis.ConnectionError:
+                _subscription_dropped(window, skips)
+                break
             if message is None or message.get("type") != "pmessage":
                 continue
             heard_at = clock + (time.monotonic() - started)
             event = _event(message["data"], skips)
             if event is not None:
                 _note(window, event, heard_at, interval, skips)
+        else:
+            _DROPPED.clear()  # a whole window again: the next drop is news
     finally:
         pubsub.close()
     return clock + (time.monotonic() - started), window
+
+
+_DROPPED = threading.Event()  # the drop was said on stderr: once until a window completes
+
+
+def _subscription_dropped(window: Window, skips: Skips) -> None:
+    """Redis closed the subscription mid-window: a flood on the events channel filled its
+    pub/sub output buffer (client-output-buffer-limit pubsub) and Redis disconnected tqmon.
+    The window is incomplete: what was heard is reported, and no worker is judged dead by it
+    (a silent worker may just be unheard). Said once on stderr, not once per run of a flood;
+    docs/adapters.md says what the operator can do."""
+    window.complete = False
+    skips["incomplete_window"] += 1
+    if not _DROPPED.is_set():
+        _DROPPED.set()
+        log.warning("celery: Redis dropped the event subscription (a flood on the events "
+                    "channel: client-output-buffer-limit pubsub); the listening window is "
+                    "incomplete and no worker is judged dead by it")
 
 
 def _note(window: Window, event: dict[str, Any], heard_at: float, interval: float,

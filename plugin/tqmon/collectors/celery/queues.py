@@ -19,7 +19,7 @@ import redis
 
 from ... import boundedjson, connection
 from ...model import Samples
-from ..base import BATCH, MAX_LABEL, Context, on_key_owner, server_time
+from ..base import BATCH, Context, cut, on_key_owner, server_time
 from . import seen
 from .layout import Bindings, Layout, bindings, warn
 
@@ -212,7 +212,7 @@ def collect_queues(ctx: Context) -> Samples:
 
 def _add_queues(out: Samples, now: float, found: dict[bytes, Queue]) -> None:
     for queue, state in found.items():
-        priority = queue.decode("utf-8", "backslashreplace")[:MAX_LABEL]
+        priority = cut(queue.decode("utf-8", "backslashreplace"))
         group = {"priority": priority, "group": GROUP}
         out.add("task_queue_depth", {"priority": priority}, float(state.depth))
         out.add("task_queue_pending", group, float(state.in_flight))

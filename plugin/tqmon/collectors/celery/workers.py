@@ -32,7 +32,10 @@ def collect_workers(ctx: Context) -> Samples:
     def work(client: redis.Redis) -> Samples:
         out, skips = Samples(), Skips()
         now, window = listen(ctx, client, skips)
-        workers, detected = memory(ctx, client, skips).update(now, window)
+        if window.complete:
+            workers, detected = memory(ctx, client, skips).update(now, window)
+        else:  # a partial window proves no death: report what it heard, decide nothing
+            workers, detected = dict(window.heard), None
         readings = _add_workers(out, ctx, now, workers, skips)
         totals = pool_counters.fold(ctx, client, SCHEMA, readings)
         if isinstance(totals, Exception):

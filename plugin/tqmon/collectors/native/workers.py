@@ -33,6 +33,7 @@ from ..base import (
     WORKER_REASONS,
     Context,
     Skips,
+    cut,
     on_key_owner,
     pipelined,
     server_time,
@@ -293,7 +294,7 @@ class _Pools:
             text = pool.decode("utf-8", "backslashreplace")
         else:
             text = self.namer(name.decode("utf-8", "backslashreplace") if name else "")
-        return text[:MAX_LABEL]
+        return cut(text)
 
     def count(self, pool: bytes | None, name: bytes | None, up: bool, busy: bool,
               n: int = 1) -> None:
@@ -322,7 +323,7 @@ def _pool_totals(raw: Any, skips: Skips) -> tuple[dict[str, float], dict[str, fl
         if number is None or kind not in ("processed", "failed") or not pool:
             skips["bad_value"] += number is not None
             continue
-        (processed if kind == "processed" else failed)[pool[:MAX_LABEL]] = number
+        (processed if kind == "processed" else failed)[cut(pool)] = number
     return processed, failed
 
 
