@@ -59,7 +59,7 @@ bench: install system-deps node-deps
 	$(BIN)/python tests/bench.py
 
 lint: install
-	$(BIN)/ruff check plugin devtools tests dashboards alerts
+	$(BIN)/ruff check plugin devtools tests dashboards alerts mixin
 
 clean:
 	rm -rf $(VENV) build *.egg-info plugin/*.egg-info .pytest_cache .ruff_cache
@@ -94,7 +94,7 @@ OVERRIDES ?=
 GEN_DIR  := $(if $(OVERRIDES),build/,)
 GEN_ARGS := $(if $(OVERRIDES),--overrides $(OVERRIDES),)
 
-.PHONY: dashboards alerts grafana-schema
+.PHONY: dashboards alerts grafana-schema mixin
 
 # tests/grafana-schema/dashboard.schema.json: Grafana's published dashboard types (npm
 # @grafana/schema) as JSON Schema (tests/grafana-schema/README.md). Needs npm; committed.
@@ -108,8 +108,15 @@ grafana-schema:
 	    --path package/dist/types/raw/dashboard/x/types.gen.d.ts \
 	    -o $(CURDIR)/tests/grafana-schema/dashboard.schema.json
 
+# The monitoring mixin (mixin/, jsonnet) from the same catalog: `make dashboards` makes it too.
+mixin: install
+	$(BIN)/python mixin/generate.py
+
 dashboards: install alerts
 	$(BIN)/python dashboards/generate.py $(GEN_ARGS) --output $(GEN_DIR)dashboards/tqmon.json
+ifeq ($(OVERRIDES),)
+	$(BIN)/python mixin/generate.py
+endif
 ifneq ($(GRAFANA_DASHBOARDS_DIR),)
 	install -d $(GRAFANA_DASHBOARDS_DIR)
 	install -m 644 $(GEN_DIR)dashboards/tqmon.json $(GRAFANA_DASHBOARDS_DIR)/tqmon.json
@@ -120,6 +127,9 @@ endif
 
 alerts: install
 	$(BIN)/python alerts/generate.py $(GEN_ARGS) --output $(GEN_DIR)alerts/tqmon-rules.yaml
+ifeq ($(OVERRIDES),)
+	$(BIN)/python tests/slo_scenarios.py  # the SLO promtool tests expect the rules' texts
+endif
 ifneq ($(PROMETHEUS_RULES_DIR),)
 	install -d $(PROMETHEUS_RULES_DIR)
 	install -m 644 $(GEN_DIR)alerts/tqmon-rules.yaml $(PROMETHEUS_RULES_DIR)/tqmon-rules.yaml

@@ -20,7 +20,7 @@ import grafanalib.core as G
 from grafanalib._gen import DashboardEncoder
 from tqmon import catalog
 
-from devtools import views
+from devtools import slos, views
 
 OUTPUT = Path(__file__).resolve().parent / "tqmon.json"
 GRID_WIDTH = 24
@@ -219,7 +219,7 @@ def current_model(data: dict[str, Any]) -> dict[str, Any]:
 
 def render(views: views.Views) -> str:
     """The dashboard JSON, byte for byte what is committed for the default settings."""
-    data = current_model(dashboard(views).to_json_data())
+    data = current_model(dashboard(slos.with_row(views, slos.load(views))).to_json_data())
     return json.dumps(data, sort_keys=True, indent=2) + "\n"
 
 

@@ -43,7 +43,7 @@ DASHBOARD_SELECTORS = {
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 _ALERT_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _ANCHOR = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_OVERRIDE_KEYS = {"selector", "runbook_base_url", "params", "all_alerts", "alerts"}
+_OVERRIDE_KEYS = {"selector", "runbook_base_url", "params", "all_alerts", "alerts", "slos"}
 _ALERT_OVERRIDE_KEYS = {"for", "severity", "enabled"}
 
 
@@ -87,6 +87,10 @@ class Views:
     rows: tuple[tuple[str, tuple[PanelSpec, ...]], ...]
     alerts: tuple[AlertSpec, ...]
     unused: dict[str, str]
+    # What devtools/slos.py reads: the catalog document, the overrides, the selector's labels.
+    source: Any = None
+    overrides: Any = None
+    free_labels: frozenset[str] = frozenset()
 
     @property
     def metrics(self) -> set[str]:
@@ -449,7 +453,7 @@ def parse_views(document: Any, overrides: Any = None) -> Views:
         uid=_text(dash["uid"], "dashboard.uid"), title=_text(dash["title"], "dashboard.title"),
         tags=tuple(str(t) for t in dash.get("tags", [])), selector=selector,
         runbook_url=runbook_url, rows=tuple(rows), alerts=tuple(a for a in alerts if a),
-        unused=unused,
+        unused=unused, source=document, overrides=overrides, free_labels=free,
     )
 
 

@@ -34,7 +34,7 @@ def generator(name: str) -> ModuleType:
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=60,
+    return subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=180,
                           cwd=ROOT)
 
 
@@ -42,9 +42,10 @@ def load_dashboard(path: Path = DASHBOARD) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_rules(path: Path = RULES) -> list[dict]:
+def load_rules(path: Path = RULES, kind: str = "alert") -> list[dict]:
+    """The alerting rules of a rule file (kind="record": its recording rules)."""
     return [rule for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
-            for rule in group["rules"]]
+            for rule in group["rules"] if kind in rule]
 
 
 def panels(dashboard: dict) -> list[dict]:
@@ -71,7 +72,7 @@ def dashboard_exprs(dashboard: dict) -> list[str]:
 
 
 def rule_exprs(path: Path = RULES) -> list[str]:
-    return [rule["expr"] for rule in load_rules(path)]
+    return [rule["expr"] for rule in load_rules(path) + load_rules(path, "record")]
 
 
 def check_parses(exprs: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:

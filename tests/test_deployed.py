@@ -225,7 +225,8 @@ def test_half_the_fleet_killed_pages_once(deployed):
     time.sleep(4)  # two group intervals: anything Alertmanager would send is out
     (page,) = deployed.webhook.firing("pager")
     assert [a["labels"]["alertname"] for a in page["alerts"]] == ["WorkersLost"]
-    assert page["alerts"][0]["annotations"]["summary"] == "Pool billing lost 50% of its workers"
+    assert page["alerts"][0]["annotations"]["description"].startswith(
+        "Pool billing lost 50% of the workers alive")
     chat = [a["labels"]["alertname"] for n in deployed.webhook.firing("chat")
             for a in n["alerts"]]
     assert "WorkerDown" not in chat

@@ -48,6 +48,7 @@ def test_status_piped_shows_hostile_names_escaped(hostile):
     assert result.returncode == 0, result.stderr
     _inert(result.stdout + result.stderr)
     assert "\\x1b]0;PWNED\\x07" in result.stdout and "\\nFAKE-ROW dead" in result.stdout
+    assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
     assert "c\\u202egnp.exe" in result.stdout and "d\\x1b[2J\\x9b1m\\x7f" in result.stdout
 
 

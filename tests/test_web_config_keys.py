@@ -141,6 +141,10 @@ def test_inline_pem_and_rate_limit(redis, pki, tmp_path):
     ("http_server_config:\n  http2: true\n", "http2"),
     ("http_server_config:\n  headers:\n    Server: evil\n", "headers"),
     ("http_server_config:\n  headers:\n    X-Frame-Options: allow-from\n", "X-Frame-Options"),
+    ("http_server_config:\n  headers:\n    X-XSS-Protection: \"1\\r\\nSet-Cookie: x\"\n",
+     "X-XSS-Protection"),
+    ("http_server_config:\n  headers:\n    Content-Security-Policy: \"caf\u00e9\"\n",
+     "Content-Security-Policy"),
     ("rate_limit:\n  interval: soon\n", "rate_limit.interval"),
     ("rate_limit:\n  interval: 1s\n  burst: 0\n", "rate_limit.burst"),
 ])

@@ -290,9 +290,10 @@ def _http(section: Any, where: str) -> dict[str, str]:
         if header is None:
             raise ConfigError(f"{where}: http_server_config.headers: {name!r} cannot be set "
                               f"(one of {', '.join(HEADERS)})")
-        if not isinstance(value, str) or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        if not isinstance(value, str) or not value.isascii() or any(
+                ord(c) < 32 or ord(c) == 127 for c in value):
             raise ConfigError(f"{where}: http_server_config.headers.{header} must be a "
-                              "one-line string")
+                              "one-line ASCII string")
         if HEADERS[header] and value and value.lower() not in HEADERS[header]:
             raise ConfigError(f"{where}: http_server_config.headers.{header} must be one of "
                               f"{', '.join(HEADERS[header])}")
