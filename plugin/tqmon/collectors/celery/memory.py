@@ -27,7 +27,7 @@ import redis
 from ... import connection, contract
 from ...model import describe_error
 from ..base import BATCH, Context, Skips
-from .layout import Layout, configured_sep, detect_sep, layout
+from .layout import UNREADABLE, Layout, configured_sep, detect_sep, layout
 from .listening import MEMORY_MAX, Heard, Window
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,10 @@ def mailboxes(ctx: Context, client: redis.Redis) -> Layout:
     sep = configured_sep(ctx.config)
     if sep is None:
         key = layout(ctx.config, None).pidbox_key
-        sample = client.execute_command("SRANDMEMBER", key, SEP_SAMPLE)
+        try:
+            sample = client.execute_command("SRANDMEMBER", key, SEP_SAMPLE)
+        except redis.ResponseError:  # WRONGTYPE, NOPERM: kombu's separator, still_bound says
+            sample = None
         sep = detect_sep(sample) if isinstance(sample, list) else None
     return layout(ctx.config, sep)
 
@@ -66,8 +69,14 @@ def still_bound(client: redis.Redis, boxes: Layout, names: list[str]) -> set[str
     bound: set[str] = set()
     for start in range(0, len(names), BATCH):
         batch = names[start:start + BATCH]
-        reply = client.execute_command("SMISMEMBER", boxes.pidbox_key,
-                                       *(head + n.encode() + tail for n in batch))
+        try:
+            reply = client.execute_command("SMISMEMBER", boxes.pidbox_key,
+                                           *(head + n.encode() + tail for n in batch))
+        except redis.ResponseError as exc:  # cannot tell a stop: a death is never missed
+            log.warning("%s the pidbox binding %s (%s): silent workers are counted as dead; "
+                        "grant read access to it", UNREADABLE, boxes.pidbox_key.decode(
+                            "utf-8", "backslashreplace"), describe_error(exc))
+            return set(names)
         bound.update(name for name, there in zip(batch, reply, strict=True) if there)
     return bound
 
