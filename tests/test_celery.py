@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -23,7 +25,7 @@ from adapter_helpers import (
     system_digest,
     wait_for,
 )
-from helpers import Result, run_tqmon
+from helpers import TQMON, Result, read_textfile, run_tqmon
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools import devcluster
@@ -321,3 +323,39 @@ def test_celery_layout_options_from_flags_and_the_config_file(standalone, tmp_pa
     config.write_text("celery_priority_steps: [true]\n")
     result = run_tqmon("--config", str(config), *args)
     assert result.returncode == 2 and "celery_priority_steps" in result.stderr
+
+
+def test_celery_unreadable_pidbox_binding_is_said_and_deaths_still_count(tmp_path):
+    """--interval with a user that may not run SMISMEMBER: the pidbox binding cannot be read,
+    so a stop cannot be told from a death. Said on stderr, the silent worker counted dead (a
+    death is never missed), the collector still up."""
+    server = devcluster.start_standalone()
+    client = server.client()
+    client.execute_command("ACL", "SETUSER", "nobox", "on", ">pw", "~*", "&*", "+@all",
+                           "-smismember")
+    path, err = tmp_path / "celery.prom", (tmp_path / "stderr").open("w")
+    proc = subprocess.Popen([*TQMON, "--schema", "celery", "--redis-url", server.url,
+                             "--username", "nobox", "--read-only", "--collectors", "workers",
+                             "--celery-heartbeat-interval", "0.5", "--interval", "0.5",
+                             "--textfile", str(path)], stderr=err,
+                            env={**os.environ, "TQMON_REDIS_PASSWORD": "pw"})
+    try:
+        deadline = time.monotonic() + 15
+        while not (path.exists() and "fake@host" in path.read_text()):
+            _publish(client, "/0.celeryev/worker.heartbeat", {
+                "hostname": "fake@host", "type": "worker-heartbeat", "freq": 0.5})
+            assert time.monotonic() < deadline, "fake@host never heard"
+            time.sleep(0.1)
+        wait_for(lambda: 'dead_workers_detected_total 1.0' in path.read_text(), 15,
+                 "the silent worker counted dead")
+        result = read_textfile(path)
+        assert result.value("tqmon_collector_up", collector="workers") == 1
+        assert _up(result, "fake@host") == 0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        err.close()
+        server.stop()
+    stderr = (tmp_path / "stderr").read_text()
+    assert "celery: cannot read the pidbox binding _kombu.binding.celery.pidbox" in stderr
+    assert "grant read access to it" in stderr and "Traceback" not in stderr
