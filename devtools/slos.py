@@ -100,10 +100,22 @@ def ratio(slo: Slo, window: str | None, sel: str, grow: Any) -> str:
     and an average over time skips the gap."""
     context = {"sel": sel, "fleet": v.FLEET, "grow": grow, "w": window or "5m",
                "threshold": _number(slo.threshold) if slo.threshold is not None else None,
-               "le": floatToGoString(slo.threshold) if slo.threshold is not None else None}
+               "le": floatToGoString(slo.threshold) if slo.threshold is not None else None,
+               "le_re": _bound_spellings(slo.threshold)}
     errors = v._render(slo.errors, context, f"slo {slo.name} errors")
     total = v._render(slo.total, context, f"slo {slo.name} total")
     return f"{_by(slo.by)} ({errors})\n/\n({_by(slo.by)} ({total}) > 0)"
+
+
+def _bound_spellings(threshold: float | None) -> str | None:
+    """A PromQL regex (in a double-quoted string) for a bucket bound as any agent spells it:
+    tqmon writes `60.0`, node_exporter's textfile collector re-exposes it as Go does (`60`),
+    and Prometheus 2 keeps whichever it was given."""
+    if threshold is None:
+        return None
+    python = floatToGoString(threshold)
+    spellings = dict.fromkeys((python, python.removesuffix(".0")))
+    return "|".join(s.replace(".", "\\\\.") for s in spellings)
 
 
 def record_name(window: str | None) -> str:

@@ -248,49 +248,49 @@
       }] else [],
           if config.slos["TaskLatency"].enabled then [{
         "record": "tqmon:slo_errors:ratio_rate5m",
-        "expr": std.format("sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[5m]))) - ignoring (le) max without (instance, job, host) ((task_processing_latency_seconds_bucket{%(selector)s, le=\"60.0\"} - min_over_time(task_processing_latency_seconds_bucket{%(selector)s, le=\"60.0\"}[5m]))))\n/\n(sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[5m])))) > 0)", format),
+        "expr": std.format("sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[5m]))) - ignoring (le) max without (instance, job, host) (label_replace((task_processing_latency_seconds_bucket{%(selector)s, le=~\"60\\\\.0|60\"} - min_over_time(task_processing_latency_seconds_bucket{%(selector)s, le=~\"60\\\\.0|60\"}[5m])), \"le\", \"60.0\", \"\", \"\")))\n/\n(sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[5m])))) > 0)", format),
         "labels": {
           "slo": "task-latency",
         },
       }] else [],
           if config.slos["TaskLatency"].enabled then [{
         "record": "tqmon:slo_errors:ratio_rate30m",
-        "expr": std.format("sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[30m]))) - ignoring (le) max without (instance, job, host) ((task_processing_latency_seconds_bucket{%(selector)s, le=\"60.0\"} - min_over_time(task_processing_latency_seconds_bucket{%(selector)s, le=\"60.0\"}[30m]))))\n/\n(sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[30m])))) > 0)", format),
+        "expr": std.format("sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[30m]))) - ignoring (le) max without (instance, job, host) (label_replace((task_processing_latency_seconds_bucket{%(selector)s, le=~\"60\\\\.0|60\"} - min_over_time(task_processing_latency_seconds_bucket{%(selector)s, le=~\"60\\\\.0|60\"}[30m])), \"le\", \"60.0\", \"\", \"\")))\n/\n(sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[30m])))) > 0)", format),
         "labels": {
           "slo": "task-latency",
         },
       }] else [],
           if config.slos["TaskLatency"].enabled then [{
         "record": "tqmon:slo_errors:ratio_rate1h",
-        "expr": std.format("sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[1h]))) - ignoring (le) max without (instance, job, host) ((task_processing_latency_seconds_bucket{%(selector)s, le=\"60.0\"} - min_over_time(task_processing_latency_seconds_bucket{%(selector)s, le=\"60.0\"}[1h]))))\n/\n(sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[1h])))) > 0)", format),
+        "expr": std.format("sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[1h]))) - ignoring (le) max without (instance, job, host) (label_replace((task_processing_latency_seconds_bucket{%(selector)s, le=~\"60\\\\.0|60\"} - min_over_time(task_processing_latency_seconds_bucket{%(selector)s, le=~\"60\\\\.0|60\"}[1h])), \"le\", \"60.0\", \"\", \"\")))\n/\n(sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[1h])))) > 0)", format),
         "labels": {
           "slo": "task-latency",
         },
       }] else [],
           if config.slos["TaskLatency"].enabled then [{
         "record": "tqmon:slo_errors:ratio_rate2h",
-        "expr": std.format("sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[2h]))) - ignoring (le) max without (instance, job, host) ((task_processing_latency_seconds_bucket{%(selector)s, le=\"60.0\"} - min_over_time(task_processing_latency_seconds_bucket{%(selector)s, le=\"60.0\"}[2h]))))\n/\n(sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[2h])))) > 0)", format),
+        "expr": std.format("sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[2h]))) - ignoring (le) max without (instance, job, host) (label_replace((task_processing_latency_seconds_bucket{%(selector)s, le=~\"60\\\\.0|60\"} - min_over_time(task_processing_latency_seconds_bucket{%(selector)s, le=~\"60\\\\.0|60\"}[2h])), \"le\", \"60.0\", \"\", \"\")))\n/\n(sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[2h])))) > 0)", format),
         "labels": {
           "slo": "task-latency",
         },
       }] else [],
           if config.slos["TaskLatency"].enabled then [{
         "record": "tqmon:slo_errors:ratio_rate6h",
-        "expr": std.format("sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[6h]))) - ignoring (le) max without (instance, job, host) ((task_processing_latency_seconds_bucket{%(selector)s, le=\"60.0\"} - min_over_time(task_processing_latency_seconds_bucket{%(selector)s, le=\"60.0\"}[6h]))))\n/\n(sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[6h])))) > 0)", format),
+        "expr": std.format("sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[6h]))) - ignoring (le) max without (instance, job, host) (label_replace((task_processing_latency_seconds_bucket{%(selector)s, le=~\"60\\\\.0|60\"} - min_over_time(task_processing_latency_seconds_bucket{%(selector)s, le=~\"60\\\\.0|60\"}[6h])), \"le\", \"60.0\", \"\", \"\")))\n/\n(sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[6h])))) > 0)", format),
         "labels": {
           "slo": "task-latency",
         },
       }] else [],
           if config.slos["TaskLatency"].enabled then [{
         "record": "tqmon:slo_errors:ratio_rate1d",
-        "expr": std.format("sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[1d]))) - ignoring (le) max without (instance, job, host) ((task_processing_latency_seconds_bucket{%(selector)s, le=\"60.0\"} - min_over_time(task_processing_latency_seconds_bucket{%(selector)s, le=\"60.0\"}[1d]))))\n/\n(sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[1d])))) > 0)", format),
+        "expr": std.format("sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[1d]))) - ignoring (le) max without (instance, job, host) (label_replace((task_processing_latency_seconds_bucket{%(selector)s, le=~\"60\\\\.0|60\"} - min_over_time(task_processing_latency_seconds_bucket{%(selector)s, le=~\"60\\\\.0|60\"}[1d])), \"le\", \"60.0\", \"\", \"\")))\n/\n(sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[1d])))) > 0)", format),
         "labels": {
           "slo": "task-latency",
         },
       }] else [],
           if config.slos["TaskLatency"].enabled then [{
         "record": "tqmon:slo_errors:ratio_rate3d",
-        "expr": std.format("sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[3d]))) - ignoring (le) max without (instance, job, host) ((task_processing_latency_seconds_bucket{%(selector)s, le=\"60.0\"} - min_over_time(task_processing_latency_seconds_bucket{%(selector)s, le=\"60.0\"}[3d]))))\n/\n(sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[3d])))) > 0)", format),
+        "expr": std.format("sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[3d]))) - ignoring (le) max without (instance, job, host) (label_replace((task_processing_latency_seconds_bucket{%(selector)s, le=~\"60\\\\.0|60\"} - min_over_time(task_processing_latency_seconds_bucket{%(selector)s, le=~\"60\\\\.0|60\"}[3d])), \"le\", \"60.0\", \"\", \"\")))\n/\n(sum by (priority) (max without (instance, job, host) ((task_processing_latency_seconds_count{%(selector)s} - min_over_time(task_processing_latency_seconds_count{%(selector)s}[3d])))) > 0)", format),
         "labels": {
           "slo": "task-latency",
         },
@@ -7298,7 +7298,7 @@
                 "type": "prometheus",
                 "uid": "${datasource}",
               },
-              "expr": std.format("1 - (sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[30d])) - ignoring (le) max without (instance, job, host) (increase(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\", le=\"60.0\"}[30d])))\n/\n(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[30d]))) > 0)) / %(slo_TaskLatency_budget)s", format),
+              "expr": std.format("1 - (sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[30d])) - ignoring (le) max without (instance, job, host) (label_replace(increase(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\", le=~\"60\\\\.0|60\"}[30d]), \"le\", \"60.0\", \"\", \"\")))\n/\n(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[30d]))) > 0)) / %(slo_TaskLatency_budget)s", format),
               "format": "time_series",
               "hide": false,
               "instant": false,
@@ -7389,7 +7389,7 @@
                 "type": "prometheus",
                 "uid": "${datasource}",
               },
-              "expr": std.format("(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[1h])) - ignoring (le) max without (instance, job, host) (increase(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\", le=\"60.0\"}[1h])))\n/\n(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[1h]))) > 0)) / %(slo_TaskLatency_budget)s", format),
+              "expr": std.format("(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[1h])) - ignoring (le) max without (instance, job, host) (label_replace(increase(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\", le=~\"60\\\\.0|60\"}[1h]), \"le\", \"60.0\", \"\", \"\")))\n/\n(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[1h]))) > 0)) / %(slo_TaskLatency_budget)s", format),
               "format": "time_series",
               "hide": false,
               "instant": false,
@@ -7403,7 +7403,7 @@
                 "type": "prometheus",
                 "uid": "${datasource}",
               },
-              "expr": std.format("(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[6h])) - ignoring (le) max without (instance, job, host) (increase(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\", le=\"60.0\"}[6h])))\n/\n(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[6h]))) > 0)) / %(slo_TaskLatency_budget)s", format),
+              "expr": std.format("(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[6h])) - ignoring (le) max without (instance, job, host) (label_replace(increase(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\", le=~\"60\\\\.0|60\"}[6h]), \"le\", \"60.0\", \"\", \"\")))\n/\n(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[6h]))) > 0)) / %(slo_TaskLatency_budget)s", format),
               "format": "time_series",
               "hide": false,
               "instant": false,
@@ -7417,7 +7417,7 @@
                 "type": "prometheus",
                 "uid": "${datasource}",
               },
-              "expr": std.format("(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[3d])) - ignoring (le) max without (instance, job, host) (increase(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\", le=\"60.0\"}[3d])))\n/\n(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[3d]))) > 0)) / %(slo_TaskLatency_budget)s", format),
+              "expr": std.format("(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[3d])) - ignoring (le) max without (instance, job, host) (label_replace(increase(task_processing_latency_seconds_bucket{job=~\"$job\", instance=~\"$instance\", le=~\"60\\\\.0|60\"}[3d]), \"le\", \"60.0\", \"\", \"\")))\n/\n(sum by (priority) (max without (instance, job, host) (increase(task_processing_latency_seconds_count{job=~\"$job\", instance=~\"$instance\"}[3d]))) > 0)) / %(slo_TaskLatency_budget)s", format),
               "format": "time_series",
               "hide": false,
               "instant": false,

@@ -486,6 +486,9 @@ def register_sidekiq_processes(client, count: int, dead_share: float = 0.1) -> i
     10% of them dead: beat 40 s old, one job each in their work hash."""
     import json
 
+    def compact(value: object) -> str:  # as Ruby's JSON.generate writes it: no spaces
+        return json.dumps(value, separators=(",", ":"))
+
     now, dead = time.time(), int(count * dead_share)
     pipe = client.pipeline(transaction=False)
     for i in range(count):
@@ -495,12 +498,12 @@ def register_sidekiq_processes(client, count: int, dead_share: float = 0.1) -> i
                 "labels": [], "identity": identity}
         beat = now - 40 if i < dead else now
         pipe.sadd("processes", identity)
-        pipe.hset(identity, mapping={"info": json.dumps(info), "busy": 1, "beat": beat,
+        pipe.hset(identity, mapping={"info": compact(info), "busy": 1, "beat": beat,
                                      "rtt_us": 100, "quiet": "false", "rss": 50000})
         pipe.expire(identity, 60)
-        job = {"queue": f"q{i % 10}", "payload": json.dumps({"class": "Job", "args": [i]}),
+        job = {"queue": f"q{i % 10}", "payload": {"class": "Job", "args": [i]},
                "run_at": int(now) - 30}
-        pipe.hset(f"{identity}:workers", "tid-1", json.dumps(job))
+        pipe.hset(f"{identity}:workers", "tid-1", compact(job))
         pipe.expire(f"{identity}:workers", 60)
         if i % 1000 == 999:
             pipe.execute()

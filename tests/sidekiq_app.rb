@@ -25,6 +25,21 @@ class SleepJob
   def perform(seconds) = sleep(seconds)
 end
 
+# `ruby sidekiq_app.rb stats QUEUE...`: what Sidekiq's own API reports, as JSON, for
+# tests/test_conformance.py to compare tqmon's numbers with.
+if $PROGRAM_NAME == __FILE__ && ARGV[0] == "stats"
+  require "sidekiq/api"
+  require "json"
+  stats = Sidekiq::Stats.new
+  puts JSON.generate(
+    "processed" => stats.processed, "failed" => stats.failed, "dead" => stats.dead_size,
+    "retry" => stats.retry_size, "scheduled" => stats.scheduled_size,
+    "queues" => ARGV[1..].to_h { |q| [q, Sidekiq::Queue.new(q).size] },
+    "busy" => Sidekiq::Workers.new.map { |process, _, work| process }.uniq,
+    "processes" => Sidekiq::ProcessSet.new.map { |p| p["identity"] })
+  exit
+end
+
 if $PROGRAM_NAME == __FILE__
   klass, queue, count, arg, delay = ARGV
   job = Object.const_get(klass).set(queue: queue)

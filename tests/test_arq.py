@@ -73,6 +73,19 @@ def test_arq_queue_in_progress_deferred_health_and_read_only(standalone, process
     assert result.value("worker_up", worker_id="arq:backlog", worker_name="arq:backlog") == 0
     assert result.total("workers_alive") == 1 and result.total("workers_dead") == 1
     assert sum(result.values("tqmon_skipped_entries")) == 0
+    # pool counters kept by tqmon (one worker: its counts); the running age of the long job,
+    # from its in-progress key's life (arq's default job_timeout, 300 s, + 10 s)
+    assert result.value("worker_pool_tasks_processed_total", pool="arq:queue") == 4
+    assert result.value("worker_pool_tasks_failed_total", pool="arq:queue") == 1
+    started = client.pttl("arq:in-progress:" + client.zrange("arq:queue", 0, 0)[0].decode())
+    running = {"priority": "arq:queue", "group": "arq"}
+    result = poll_tqmon(_args(url), lambda r: r.value(
+        "task_queue_oldest_pending_idle_seconds", **running) >= 1.0, 10, "the running age")
+    assert result.value("task_queue_oldest_pending_idle_seconds", **running) <= (
+        time.time() - enqueued_at + 1)
+    assert 0 < started <= 310_000
+    assert result.value("task_queue_oldest_pending_idle_seconds", priority="arq:backlog",
+                        group="arq") == 0
 
     # SIGKILL: the health check (1 s interval, 2 s expiry) lapses; the job's in-progress key
     # lives on until the job timeout (300 s + 10 s), so arq, and tqmon, still count it running

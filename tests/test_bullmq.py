@@ -210,3 +210,23 @@ def test_bullmq_legacy_paused_list_and_bad_data(standalone):
     assert result.value("task_queue_orphaned", priority="bad", group="bullmq") == 1
     assert result.value("tqmon_skipped_entries", collector="queues", reason="wrong_type") == 1
     assert result.value("tqmon_collector_up", collector="queues") == 1
+
+
+def test_bullmq_python_and_node_workers_counted_and_discovered(standalone, processes):
+    """PyPI's `bullmq` names its connections `<P>:<queue>[:w:<name>]` (Node: base64 of the
+    queue) and opens more than one per worker: each worker counts once, whichever language,
+    and a queue only Python workers serve is found without --bullmq-queues."""
+    from devtools import sidevenv
+
+    url, env = standalone.url, _env(standalone.url)
+    python = str(sidevenv.bullmq_python())
+    app = str(TESTS / "bullmq_py_app.py")
+    processes += [_worker(env, "mixed"), Process([python, app, "worker", "mixed"], url, env=env),
+                  Process([python, app, "worker", "mixed", "named"], url, env=env),
+                  Process([python, app, "worker", "pyonly"], url, env=env)]
+    args = ["--schema", "bullmq", "--redis-url", url]
+    result = poll_tqmon(args, lambda r: r.values("workers_alive", pool="mixed") == [3.0]
+                        and r.values("workers_alive", pool="pyonly") == [1.0], 20,
+                        "one Node and two Python workers on `mixed`, one Python on `pyonly`")
+    assert result.value("task_queue_consumers", priority="pyonly", group="bullmq") == 1
+    assert result.value("task_queue_consumers", priority="mixed", group="bullmq") == 3

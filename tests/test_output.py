@@ -140,7 +140,10 @@ def test_parallel_reads_dont_block_each_other(standalone, tmp_path):
     """Two loops writing two files in one directory never clobber each other's temp files."""
     a, b = tmp_path / "a.prom", tmp_path / "b.prom"
     procs = [_start_loop(standalone.url, a), _start_loop(standalone.url, b)]
-    time.sleep(1.5)
+    deadline = time.monotonic() + 30  # both loops have written (a loaded machine imports slowly)
+    while not (a.exists() and b.exists()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)  # then several rewrites each, side by side
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
     for proc in procs:

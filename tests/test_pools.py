@@ -71,3 +71,24 @@ def test_pool_counters_never_fall_and_count_once(standalone):
     assert pool_counters.fold(_ctx(standalone.url, "--read-only"), client, "rq",
                               [Reading("c|t0", "p", 99, 9)]) == ({"p": 533.0}, {"p": 51.0})
     assert client.hgetall(b"{tq}:rq:pool_seen") == before
+
+
+def test_sidekiq_work_entries_read_as_sidekiq_writes_them():
+    """The fast path reads Sidekiq's own compact JSON (queue first, run_at last) without
+    parsing the payload, and agrees with a full parse; anything else is parsed."""
+    import json
+
+    from tqmon.collectors.sidekiq_work import Job, parse_job
+
+    def compact(entry) -> bytes:
+        return json.dumps(entry, separators=(",", ":")).encode()
+
+    cases = [{"queue": "q3", "payload": json.dumps({"class": "J", "run_at": 5}), "run_at": 17},
+             {"queue": "queue:q3", "payload": {"queue": "zz", "run_at": 7}, "run_at": 17.5},
+             {"queue": "q3", "payload": {"x": '","run_at":9}'}, "run_at": 17},
+             {"payload": {}, "queue": "q3", "run_at": 1_700_000_000_000}]  # ms, other order
+    for entry in cases:
+        assert parse_job(compact(entry)) == parse_job(json.dumps(entry).encode())
+        assert parse_job(compact(entry)).queue == "q3"
+    assert parse_job(compact(cases[2])) == Job("q3", 17.0)
+    assert parse_job(b"not json") is None and parse_job(b'{"queue": 3}') is None

@@ -198,8 +198,8 @@ def test_datadog_recipe_sizes_max_returned_metrics(server):
     """The recipe's formula bounds what a run emits (tqmon_series counts it exactly), and the
     limit it sets is above the Datadog default that truncates a 250-worker fleet."""
     text = (RECIPES / "datadog-openmetrics.yaml").read_text()
-    assert ("17 x Redis nodes + 7 x workers + 7 x streams x groups + 22 x latency series + 40"
-            in " ".join(line.strip("# ") for line in text.splitlines()))
+    assert ("17 x Redis nodes + 7 x workers + 5 x pools + 8 x streams x groups + 22 x latency "
+            "series + 40" in " ".join(line.strip("# ") for line in text.splitlines()))
     (instance,) = yaml.safe_load(text)["instances"]
     client = Redis.from_url(server.url, password=PASSWORD)
     workers = [Heartbeat(client, name=f"dd-{n}").start() for n in range(12)]
@@ -213,7 +213,7 @@ def test_datadog_recipe_sizes_max_returned_metrics(server):
         for beat in workers:
             beat.stop()
         client.delete("{tq}:latency", *(f"{{tq}}:queue:{p}" for p in ("high", "medium", "low")))
-    bound = 17 * 1 + 7 * 12 + 7 * 3 * 1 + 22 * 3 + 40
+    bound = 17 * 1 + 7 * 12 + 5 * 1 + 8 * 3 * 1 + 22 * 3 + 40
     emitted = result.value("tqmon_series")
     assert emitted == len([line for line in result.stdout.splitlines()
                            if line and not line.startswith("#")])

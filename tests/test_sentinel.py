@@ -40,7 +40,7 @@ def fleet(sentinels):
     yield from beating_fleet(sentinels, "sentinel-reader", 2)
 
 
-def test_options_parse_and_refuse_mixing_with_seeds():
+def test_options_parse_and_refuse_mixing_with_seeds(tmp_path):
     got = config.load(["--sentinel", "10.0.0.1:26379", "--sentinel", "[::1]:26380",
                        "--sentinel", "10.0.0.1:26379", "--sentinel-master", "jobs"], {})
     assert got.sentinel.addresses == (("10.0.0.1", 26379), ("::1", 26380))
@@ -51,6 +51,15 @@ def test_options_parse_and_refuse_mixing_with_seeds():
     assert (url.sentinel.tls, url.sentinel.db, url.db, url.secrets) == (True, 2, 2, ("pw",))
     env = config.load([], {"TQMON_SENTINEL": "a:1,b:2", "TQMON_SENTINEL_MASTER": "m"})
     assert env.sentinel.addresses == (("a", 1), ("b", 2))
+    secret_file = tmp_path / "sentinel-password"
+    secret_file.write_text("from-file\n")
+    conf = tmp_path / "tqmon.yaml"
+    conf.write_text(f"sentinel: ['s1:26379', '[::1]:26380']\nsentinel_master: jobs\n"
+                    f"sentinel_username: tqmon\nsentinel_password_file: {secret_file}\n")
+    filed = config.load(["--config", str(conf)], {})
+    assert filed.sentinel.addresses == (("s1", 26379), ("::1", 26380))
+    assert (filed.sentinel.username, filed.sentinel.password) == ("tqmon", "from-file")
+    assert "from-file" not in repr(filed)
     for argv, words in (
             (["--sentinel", "a:1", "--sentinel-master", "m", "--redis-url", "redis://x"],
              "--sentinel and --redis-url both given"),
@@ -85,6 +94,10 @@ def test_healthy_set_reads_the_master_and_fires_nothing(sentinels, fleet, tmp_pa
     assert SENTINEL_METRICS - emitted == {"redis_cluster_sentinel_failed"}
     assert PASSWORD not in result.stdout + result.stderr
     promtool_alerts(tmp_path, [(result, 15)], {})
+    url = f"redis+sentinel://:{PASSWORD}@{','.join(sentinels.addresses)}/{MASTER_NAME}/0"
+    by_url = run_tqmon(env={"TQMON_REDIS_URL": url}, secret=PASSWORD)
+    assert by_url.stderr == "" and master_id(by_url) == master
+    assert by_url.values("redis_cluster_sentinel_up") == [1, 1, 1]
     ipv6 = f"[::1]:{sentinels.sentinels[0].port}"
     mixed = run_tqmon("--sentinel", ipv6, *sentinels.args()[2:], env=ENV, secret=PASSWORD)
     assert mixed.value("redis_cluster_sentinel_up", sentinel=ipv6) == 1

@@ -175,6 +175,9 @@ def test_sidekiq_7_and_8_layouts_and_bad_data(standalone):
                                     "info": json.dumps(info)})
     client.hset("h6:6:bb", mapping={"beat": now - 600, "busy": 1, "info": "{}"})
     client.hset("h6:6:bb:work", "tid", json.dumps({"queue": "q", "payload": "{}", "run_at": 1}))
+    # Sidekiq 8: the busy 7+ process runs a job started 40 s ago, `run_at` in milliseconds
+    client.hset("h7:7:aa:work", "t1", json.dumps({"queue": "q", "payload": "{}",
+                                                  "run_at": (now - 40) * 1000}))
     client.hset("garbled:1:cc", mapping={"beat": "yesterday", "info": "not json"})
     client.sadd("queues", "q", "ms", "broken")
     client.lpush("queue:ms", json.dumps({"class": "X", "enqueued_at": (now - 50) * 1000}))
@@ -193,6 +196,8 @@ def test_sidekiq_7_and_8_layouts_and_bad_data(standalone):
     assert result.value("worker_quiet", **seven) == 1
     assert 99 <= result.value("worker_uptime_seconds", **seven) < 110
     assert result.value("task_queue_orphaned", priority="q", group="sidekiq") == 1
+    assert 39 <= result.value("task_queue_oldest_pending_idle_seconds", priority="q",
+                              group="sidekiq") < 50  # the running age, from its work hash
     assert 49 <= result.value("task_queue_oldest_waiting_age_seconds", priority="ms",
                               group="sidekiq") < 60
     assert result.value("tqmon_skipped_entries", collector="queues", reason="bad_value") == 1

@@ -111,7 +111,7 @@ def _pool_counters(config: Config, schema: str) -> list[Need]:
     key, pattern = f"{tag}:{schema}:pool_stats", f"~{tag}:{schema}:*"
     if config.read_only:
         return _reads("workers", key, pattern, ("HGETALL", "$K"))
-    return _script("workers", key, pattern, "hget", "hset", "hsetnx", "hincrby", "zadd",
+    return _script("workers", key, pattern, "hmget", "hset", "hsetnx", "hincrby", "zadd",
                    "zrangebyscore", "hdel", "zrem", "hgetall")
 
 

@@ -20,7 +20,7 @@ from .configfile import seconds as _seconds
 from .configvalues import Target
 from .schemas import SCHEMAS
 from .sentineloptions import ENV_NAMES as SENTINEL_ENV_NAMES
-from .sentineloptions import SentinelOptions
+from .sentineloptions import SentinelOptions, is_sentinel_url
 from .sentineloptions import add_arguments as add_sentinel_arguments
 from .sentineloptions import resolve as resolve_sentinel
 
@@ -43,6 +43,7 @@ CELERY_VISIBILITY_TIMEOUT = 3600.0  # kombu.transport.redis.Channel.visibility_t
 CELERY_HEARTBEAT_INTERVAL = 2.0  # celery.worker.heartbeat.Heart: --heartbeat-interval
 ARQ_QUEUE = "arq:queue"  # arq.constants.default_queue_name
 ARQ_HEALTH_CHECK_INTERVAL = 3600.0  # arq.worker.Worker(health_check_interval=3600)
+ARQ_JOB_TIMEOUT = 300.0  # arq.worker.Worker(job_timeout=300)
 # Sidekiq beats every 5 s (6.x) or 10 s (7+) and its process and work hashes expire 60 s after
 # the last beat: a death must be seen before that for the jobs it held to be counted.
 SIDEKIQ_HEARTBEAT_TIMEOUT = 30.0
@@ -92,6 +93,7 @@ class Config:
     celery_heartbeat_interval: float = CELERY_HEARTBEAT_INTERVAL
     arq_queues: tuple[str, ...] = (ARQ_QUEUE,)
     arq_health_check_interval: float = ARQ_HEALTH_CHECK_INTERVAL
+    arq_job_timeout: float = ARQ_JOB_TIMEOUT
     sidekiq_heartbeat_timeout: float = SIDEKIQ_HEARTBEAT_TIMEOUT
     bullmq_prefix: str = "bull"
     bullmq_queues: tuple[str, ...] = ()  # () = the queues connected workers name (CLIENT LIST)
@@ -227,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "longer than this for their heartbeats (default 2)")
     p.add_argument("--arq-queues", metavar="LIST",
                    help=f"arq: comma-separated queue names (default {ARQ_QUEUE})")
+    p.add_argument("--arq-job-timeout", metavar="SECONDS", type=float,
+                   help="the workers' longest job timeout (job_timeout, or a function's "
+                   "timeout; default 300, arq's): arq's in-progress key lives it + 10 s, which "
+                   "gives the running age")
     p.add_argument("--arq-health-check-interval", metavar="SECONDS", type=float,
                    help="arq: the workers' health_check_interval (default 3600, arq's)")
     p.add_argument("--sidekiq-heartbeat-timeout", metavar="SECONDS", type=float,
@@ -365,12 +371,16 @@ def _redis_urls(src: _Sources, warnings: list[str]
 
 def _sentinel(src: _Sources, warnings: list[str]) -> SentinelOptions | None:
     """--sentinel / a redis+sentinel:// URL (sentineloptions), or None for seeds."""
+    def listed(value: Any, what: str) -> list[str]:  # a sentinel URL lists its hosts with ,
+        return [value.strip()] if isinstance(value, str) and is_sentinel_url(value) \
+            else _as_list(value, what)
+
     if "redis_url" in src.flags:
         urls = src.flags["redis_url"]
     elif src.env.get(ENV_URL):
-        urls = _as_list(src.env[ENV_URL], ENV_URL)
+        urls = listed(src.env[ENV_URL], ENV_URL)
     elif "redis_url" in src.file:
-        urls = _as_list(src.file["redis_url"], "redis_url")
+        urls = listed(src.file["redis_url"], "redis_url")
     else:
         urls = []
     sentinel, more = resolve_sentinel(src.flags, src.env, src.file, urls, _read_secret,
@@ -523,6 +533,7 @@ def _schema(src: _Sources, requeue: bool) -> dict[str, Any]:
         "arq_queues": names("arq_queues", [ARQ_QUEUE], required=True),
         "arq_health_check_interval": secs("arq_health_check_interval",
                                           ARQ_HEALTH_CHECK_INTERVAL),
+        "arq_job_timeout": secs("arq_job_timeout", ARQ_JOB_TIMEOUT),
         "sidekiq_heartbeat_timeout": secs("sidekiq_heartbeat_timeout",
                                           SIDEKIQ_HEARTBEAT_TIMEOUT),
         "bullmq_prefix": bullmq_prefix,

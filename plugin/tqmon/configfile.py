@@ -26,7 +26,7 @@ TEXTS = frozenset({"username", "password_file", "tls_ca_file", "tls_cert_file", 
                    "sentinel_username", "sentinel_password_file"})
 NUMBERS = frozenset({"timeout", "interval", "heartbeat_ttl", "dead_retention", "rq_worker_ttl",
                      "dramatiq_heartbeat_timeout", "celery_visibility_timeout",
-                     "celery_heartbeat_interval", "arq_health_check_interval",
+                     "celery_heartbeat_interval", "arq_health_check_interval", "arq_job_timeout",
                      "sidekiq_heartbeat_timeout"})
 INTEGERS = frozenset({"max_redeliveries"})
 COUNT_OR_ALL = frozenset({"max_worker_series"})  # a whole number, or the string "all"

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 REASONS = ("unreachable", "timeout", "auth", "no_permission", "unknown_master", "error")
 COMMANDS = ("MASTER", "REPLICAS", "SENTINELS", "CKQUORUM")
 SETTLE_MIN, SETTLE_FACTOR = 0.5, 4.0
+MAX_PEERS = 256  # replicas or sentinels read from one reply: a bound, far above real set-ups
 
 
 def address(host: str, port: int) -> str:
@@ -122,7 +123,7 @@ def parse(replies: list[Any]) -> Answer:
                     if isinstance(reply, BaseException) and _classify(reply) == "no_permission")
 
     def peers(reply: Any) -> tuple[Peer, ...]:
-        found = [_peer(e) for e in reply] if isinstance(reply, list) else []
+        found = [_peer(e) for e in reply[:MAX_PEERS]] if isinstance(reply, list) else []
         return tuple(p for p in found if p is not None)
 
     quorum_ok = None

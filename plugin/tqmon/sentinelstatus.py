@@ -56,6 +56,7 @@ def render(doc: dict[str, Any] | None, row: Callable[[str, str], None], bold: Ca
         return
     sentinels = doc["sentinels"]
     up = sum(s["up"] for s in sentinels)
+    lines.append("")
     lines.append(bold(f"Sentinel: master {doc['master'] or 'unknown'} "
                       f"({doc['master_name']}), {up} of {len(sentinels)} sentinel(s) up"))
     if doc["master"] is None:

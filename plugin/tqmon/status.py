@@ -243,7 +243,6 @@ def render(doc: dict[str, Any], style: Style, height: int | None = None) -> str:
         row(level, text.rstrip())
     if len(nodes) > 16:
         lines.append(f"{'':{width_mark}} ... and {len(nodes) - 16} more node(s)")
-    sentinelstatus.render(doc.get("sentinel"), row, style.bold, lines)
     states = [n for n in nodes if n["cluster_state_ok"] is not None]
     if states:
         ok = all(n["cluster_state_ok"] for n in states)
@@ -259,6 +258,7 @@ def render(doc: dict[str, Any], style: Style, height: int | None = None) -> str:
         row("problem" if bad else "warning" if slow else "ok",
             _cut(f"replica {p['replica']} of {p['master']}: link "
                  f"{'DOWN' if bad else 'up'}, lag {_age(p['lag_seconds'])}", WIDTH - 5))
+    sentinelstatus.render(doc.get("sentinel"), row, style.bold, lines)
     # Workers
     w = doc["workers"]
     lines.append("")

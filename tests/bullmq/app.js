@@ -2,7 +2,7 @@
 //
 //   node app.js worker QUEUE [NAME] [LOCK_MS] [CONCURRENCY]  a Worker; prints "ready"
 //   node app.js add QUEUE JOB COUNT [OPTS_JSON]   COUNT jobs named JOB (sleep: data.ms; fail)
-//   node app.js pause QUEUE | resume QUEUE
+//   node app.js pause QUEUE | resume QUEUE | counts QUEUE (getJobCounts() as JSON)
 //   node app.js bulk QUEUE_PREFIX QUEUES JOBS     JOBS waiting jobs in each of QUEUES queues
 //
 // Environment: REDIS_URL (redis://host:port), BULLMQ_PREFIX (default bull), BULLMQ_MAJOR (5 or
@@ -40,6 +40,8 @@ async function main() {
     const opts = { connection: connection(), prefix, concurrency: Number(concurrency || 1) };
     if (name && name !== '-') opts.name = name;
     if (lockMs) opts.lockDuration = Number(lockMs);
+    // BullMQ's own metrics counters (the pool counters tqmon reads), when asked for
+    if (process.env.BULLMQ_METRICS === '1') opts.metrics = { maxDataPoints: 60 };
     const worker = new bullmq.Worker(queueName, processor, opts);
     worker.on('error', () => {});
     await worker.waitUntilReady();
@@ -54,6 +56,8 @@ async function main() {
     const jobs = Array.from({ length: Number(count) },
       () => ({ name: job, data, opts: opts ? JSON.parse(opts) : {} }));
     await queue.addBulk(jobs);
+  } else if (command === 'counts') {
+    process.stdout.write(JSON.stringify(await queue.getJobCounts()) + '\n');
   } else if (command === 'pause') {
     await queue.pause();
   } else if (command === 'resume') {

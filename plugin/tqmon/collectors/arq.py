@@ -36,10 +36,12 @@ from ..model import Samples, describe_error
 from . import pool_counters
 from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
 from .pool_counters import Reading
+from .running import RunningAge
 
 log = logging.getLogger(__name__)
 
 IN_PROGRESS = b"arq:in-progress:"
+IN_PROGRESS_EXTRA = 10.0  # arq's in-progress key lives the longest job timeout + 10 s
 HEALTH_CHECK = ":health-check"
 ZRANGE_WINDOW = 5000
 READY_SCAN_MAX = 200_000
@@ -103,17 +105,21 @@ def collect_workers(ctx: Context) -> Samples:
 
 
 def _in_progress(client: redis.Redis, ready: list[tuple[bytes, float]]
-                 ) -> tuple[int, float | None]:
-    """How many of the ready jobs (in score order) run, and the score of the first that does
-    not. Per-key EXISTS until that one is found, then one EXISTS per thousand keys."""
-    running, oldest, start = 0, None, 0
+                 ) -> tuple[int, float | None, int | None]:
+    """How many of the ready jobs (in score order) run, the score of the first that does not,
+    and the lowest PTTL of an in-progress key seen (the job running longest: arq sets the key
+    once, to live the worker's longest job timeout + 10 s). Per-key PTTL (-2: no key) until
+    the first waiting job is found, then one EXISTS per thousand keys."""
+    running, oldest, start, lowest = 0, None, 0, None
     while start < len(ready) and oldest is None:
         batch = ready[start:start + BATCH]
-        replies = connection.pipelined(client, [(b"EXISTS", IN_PROGRESS + job_id)
+        replies = connection.pipelined(client, [(b"PTTL", IN_PROGRESS + job_id)
                                                 for job_id, _ in batch])
-        for (_, score), exists in zip(batch, replies, strict=True):
-            if exists == 1:
+        for (_, score), pttl in zip(batch, replies, strict=True):
+            if isinstance(pttl, int) and pttl != -2:
                 running += 1
+                if pttl >= 0 and (lowest is None or pttl < lowest):
+                    lowest = pttl
             elif oldest is None:
                 oldest = score
         start += BATCH
@@ -121,12 +127,13 @@ def _in_progress(client: redis.Redis, ready: list[tuple[bytes, float]]
     commands = [(b"EXISTS", *rest[i:i + BATCH]) for i in range(0, len(rest), BATCH)]
     for at in range(0, len(commands), 50):  # 50,000 keys a round trip
         running += sum(connection.pipelined(client, commands[at:at + 50]))
-    return running, oldest
+    return running, oldest, lowest
 
 
 def _queue(client: redis.Redis, queue: bytes, now_ms: float, size: int, skips: Counter[str]
-           ) -> tuple[int, int, int, float | None]:
-    """(waiting, in progress, deferred, oldest waiting score) of one queue."""
+           ) -> tuple[int, int, int, float | None, int | None]:
+    """(waiting, in progress, deferred, oldest waiting score, lowest in-progress PTTL) of one
+    queue."""
     limit = min(size, READY_SCAN_MAX)
     bound = repr(now_ms).encode()
     commands = [(b"ZCOUNT", queue, b"-inf", bound)] + [
@@ -141,12 +148,13 @@ def _queue(client: redis.Redis, queue: bytes, now_ms: float, size: int, skips: C
     # ZCARD, ZCOUNT, ZRANGE and EXISTS are separate reads: jobs enqueued or taken between
     # them could make a difference negative, so each is clamped at 0
     skips["not_scanned"] += max(0, int(count) - len(ready))
-    running, oldest = _in_progress(client, ready)
-    return max(0, int(count) - running), running, max(0, size - int(count)), oldest
+    running, oldest, lowest = _in_progress(client, ready)
+    return max(0, int(count) - running), running, max(0, size - int(count)), oldest, lowest
 
 
 def collect_queues(ctx: Context) -> Samples:
-    """Ready (depth), running (task_queue_pending), deferred and the oldest waiting age."""
+    """Ready (depth), running (task_queue_pending), deferred, the oldest waiting age and the
+    running age (--arq-job-timeout + 10 s - the lowest in-progress PTTL)."""
     queues = ctx.config.arq_queues
 
     def work(client: redis.Redis) -> Samples:
@@ -156,12 +164,13 @@ def collect_queues(ctx: Context) -> Samples:
         if isinstance(clock, Exception):
             raise clock
         now_ms = server_time(clock) * 1000
+        ages, in_progress_ttl = RunningAge(), ctx.config.arq_job_timeout + IN_PROGRESS_EXTRA
         for queue, size in zip(queues, sizes, strict=True):
             if isinstance(size, Exception):
                 skips["wrong_type"] += 1
                 continue
-            waiting, running, deferred, oldest = _queue(client, queue.encode(), now_ms,
-                                                        int(size), skips)
+            waiting, running, deferred, oldest, lowest = _queue(client, queue.encode(), now_ms,
+                                                                int(size), skips)
             priority = cut(queue)
             group = {"priority": priority, "group": GROUP}
             out.add("task_queue_depth", {"priority": priority}, float(waiting))
@@ -170,6 +179,9 @@ def collect_queues(ctx: Context) -> Samples:
                     float(deferred))
             out.add("task_queue_oldest_waiting_age_seconds", group,
                     0.0 if oldest is None else max(0.0, (now_ms - oldest) / 1000))
+            if lowest is not None:  # running age: the key's life so far
+                ages.started(queue, now_ms / 1000 - (in_progress_ttl - lowest / 1000))
+        ages.add_to(out, now_ms / 1000, GROUP, queues)
         out.add_skipped("queues", QUEUE_REASONS, skips)
         return out
 

@@ -14,8 +14,9 @@ hash tag such as `{bull}`, which puts a queue's keys in one slot, as BullMQ's sc
                     worker holding the job: an active job without it has lost its worker
                     (BullMQ calls it stalled, and a live worker's stalled check moves it back)
 
-Workers keep no key: each worker's blocking connection sets its client name to
-`<P>:<base64(queue)>` (`:w:<name>` appended when named), so they are counted from CLIENT LIST
+Workers keep no key: each Node worker's blocking connection sets its client name to
+`<P>:<base64(queue)>` (`:w:<name>` appended when named), each Python worker (PyPI `bullmq`)
+both its connections to `<P>:<queue>[:w:<name>]`, so they are counted from CLIENT LIST
 (ACL `+client|list`); on a cluster every master is asked and, as BullMQ does, the node with
 the most counts. Without the permission (or CLIENT LIST renamed away) the worker counts are
 missing, the workers collector reports down, and everything else is collected.
@@ -38,6 +39,7 @@ import redis
 from .. import connection
 from ..model import Samples, describe_error
 from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
+from .running import RunningAge
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +49,13 @@ QUEUE_REASONS = ("bad_value", "wrong_type")
 SIZES = (("LLEN", "wait"), ("LLEN", "paused"), ("ZCARD", "prioritized"), ("LLEN", "active"),
          ("ZCARD", "delayed"), ("ZCARD", "completed"), ("ZCARD", "failed"),
          ("ZCARD", "waiting-children"), ("HGET", "meta", b"paused"),
-         ("LINDEX", "wait", -1), ("LINDEX", "paused", -1))
+         ("LINDEX", "wait", -1), ("LINDEX", "paused", -1), ("LINDEX", "active", -1))
+ACTIVE_OLDEST = 11  # workers move jobs to the head of `active`: the tail is the oldest taken
 REGISTRIES = (("delayed", 4), ("completed", 5), ("failed", 6), ("waiting_children", 7))
 EXISTS_PER_PIPELINE = 10  # EXISTS commands (of up to 1,000 keys each) per round trip
+# last commands of a Python worker's connection that is not its command connection
+NOT_COMMANDING = frozenset({b"bzpopmin", b"bzpopmax", b"blmove", b"brpoplpush", b"hello",
+                            b"client|setname", b"client|setinfo", b"select", b"NULL", b""})
 NO_PERMISSION = "CLIENT LIST refused: grant the ACL +client|list to count BullMQ workers"
 
 
@@ -83,12 +89,7 @@ def _worker_connections(ctx: Context) -> Counter[str]:
             client.close()
         if isinstance(listing, bytes | str):  # redis-py parses it unless told otherwise
             listing = _parse_client_list(listing)
-        counts: Counter[str] = Counter()
-        for entry in listing:
-            name = entry.get("name", "")
-            name = name.encode() if isinstance(name, str) else name
-            if name.startswith(head) and (queue := _queue_of(name[len(head):])) is not None:
-                counts[queue] += 1
+        counts = _workers(listing, head)
         for queue, count in counts.items():
             best[queue] = max(best[queue], count)
     return best
@@ -100,15 +101,54 @@ def _parse_client_list(raw: bytes | str) -> list[dict[str, bytes]]:
             for line in text.splitlines()]
 
 
-def _queue_of(rest: bytes) -> str | None:
-    """The queue a worker's client name `<base64(queue)>[:w:<name>]` names, or None for other
-    BullMQ connections (QueueEvents' `:qe`) and names that are not base64."""
-    encoded, sep, suffix = rest.partition(b":")
-    if sep and not suffix.startswith(b"w:"):
+def _workers(listing: list[dict[str, Any]], head: bytes) -> Counter[str]:
+    """Workers per queue on one node. Node's BullMQ names one connection per worker
+    `<P>:<base64(queue)>[:w:<name>]`. Python's (PyPI `bullmq`) names all of a worker's
+    connections `<P>:<queue>[:w:<name>]`: its command connection, and its blocking one while
+    it blocks (dropped and opened again as it goes), so its workers are the command
+    connections, the named ones whose last command is neither a blocking read nor a
+    connection's set-up (or half of them while only such are seen: workers starting)."""
+    node: Counter[str] = Counter()
+    python: Counter[str] = Counter()
+    commanding: Counter[str] = Counter()
+    for entry in listing:
+        name = _bytes(entry.get("name", b""))
+        if not name.startswith(head):
+            continue
+        found = _queue_of(name[len(head):])
+        if found is None:
+            continue
+        queue, is_node = found
+        if is_node:
+            node[queue] += 1
+        else:
+            python[queue] += 1
+            commanding[queue] += _bytes(entry.get("cmd", b"")) not in NOT_COMMANDING
+    for queue, connections in python.items():
+        node[queue] += commanding[queue] or (connections + 1) // 2
+    return node
+
+
+def _bytes(value: Any) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _queue_of(rest: bytes) -> tuple[str, bool] | None:
+    """(queue, whether Node named it) for a worker's client name `<queue>[:w:<name>]`, the
+    queue in base64 (Node) or plain (Python; queue names hold no `:`), or None for other
+    BullMQ connections (QueueEvents' `:qe`)."""
+    queue, sep, suffix = rest.partition(b":")
+    if (sep and not suffix.startswith(b"w:")) or not queue:
         return None
     try:
-        return base64.b64decode(encoded, validate=True).decode("utf-8")
+        decoded = base64.b64decode(queue, validate=True)
+        if base64.b64encode(decoded) == queue:
+            return decoded.decode("utf-8"), True
     except (binascii.Error, UnicodeDecodeError):
+        pass
+    try:
+        return queue.decode("utf-8"), False
+    except UnicodeDecodeError:
         return None
 
 
@@ -184,10 +224,14 @@ def _collect_node(ctx: Context, client: redis.Redis, queues: list[str],
             if isinstance(job_id, bytes):
                 second.append((b"HMGET", f"{prefix}:{queue}:".encode() + job_id,
                                b"timestamp", b"delay"))
+        if isinstance(row[ACTIVE_OLDEST], bytes):
+            second.append((b"HGET", f"{prefix}:{queue}:".encode() + row[ACTIVE_OLDEST],
+                           b"processedOn"))
         active = row[3] if isinstance(row[3], int) else 0
         for start in range(0, active, BATCH):
             second.append((b"LRANGE", _key(prefix, queue, "active"), start, start + BATCH - 1))
     replies = iter(_pipelined(client, second))
+    running = RunningAge()
     locks: list[tuple[str, list[bytes]]] = []  # (queue, up to 1,000 active job ids)
     for index, queue in enumerate(queues):
         row = sizes[index * per:(index + 1) * per]
@@ -221,6 +265,12 @@ def _collect_node(ctx: Context, client: redis.Redis, queues: list[str],
                 oldest.append(since)
         age = max(0.0, now - min(oldest)) if oldest else 0.0
         out.add("task_queue_oldest_waiting_age_seconds", grouped, age)
+        if isinstance(row[ACTIVE_OLDEST], bytes):  # running age: when a worker took it
+            taken = next(replies)
+            try:
+                running.started(queue, float(taken) / 1000)
+            except (TypeError, ValueError):  # gone between the round trips, or broken
+                skips["bad_value" if not isinstance(taken, Exception) else "wrong_type"] += 1
         for _ in range(0, active, BATCH):
             ids = next(replies)
             if isinstance(ids, Exception):
@@ -228,6 +278,7 @@ def _collect_node(ctx: Context, client: redis.Redis, queues: list[str],
                 continue
             if ids:
                 locks.append((queue, ids))
+    running.add_to(out, now, GROUP, queues)
     orphaned: Counter[str] = Counter({queue: 0 for queue in queues})
     # one EXISTS over a chunk's lock keys (a queue's keys share a slot): its count of the locks
     # still held says how many of the chunk's jobs lost theirs, without a command per job

@@ -95,7 +95,8 @@ def cap_reported(samples: Samples, limit: int | None, pattern: re.Pattern[str] |
     counters only where the adapter keeps them monotonic (Samples.pool_totals: the system's
     own counter, or tqmon's totals from pool_counters); never a sum over the workers present
     now, which falls when one leaves."""
-    own_pools = "workers_alive" in samples.rows  # e.g. counted without per-worker rows
+    # counted without per-worker rows (BullMQ), or no worker at all: pools are the adapter's
+    own_pools = "workers_alive" in samples.rows or "worker_up" not in samples.rows
     up = {labels: value for labels, value in samples.rows.get("worker_up", [])}
     namer, named = pools.Namer(pattern), samples.pools
     pool_of = {labels: named.get(labels[0]) or namer(labels[1]) for labels in up}

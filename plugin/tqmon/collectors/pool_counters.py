@@ -15,9 +15,8 @@ collector keeps (none: no pool counters, rather than a sum that falls).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -30,8 +29,7 @@ KINDS = ("processed", "failed")
 Totals = tuple[dict[str, float], dict[str, float]]  # (processed, failed) by pool
 
 
-@dataclass(frozen=True)
-class Reading:
+class Reading(NamedTuple):
     """One worker's counts as read this run. `worker` must name one life of one worker: add
     its start time when the system reuses names across restarts (RQ's `birth`)."""
 

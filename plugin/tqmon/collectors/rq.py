@@ -34,6 +34,7 @@ from ..model import Samples, describe_error
 from . import pool_counters
 from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
 from .pool_counters import Reading
+from .running import RunningAge
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ GRACE = 60.0  # RQ's heartbeat sets the hash's expiry to its TTL + 60 s
 ALLOWANCE_MAX = 5.0  # seconds a heartbeat may run late: 1 s + 10% of the TTL, at most this
 SMEMBERS_MAX = 10_000  # above this, SSCAN: no single huge reply
 MAX_QUEUES_PER_WORKER = 20  # worker_queue_info series per worker
+JOB_PREFIX = b"rq:job:"
+RUNNING_SCAN = 10  # started jobs per queue whose start is read (the first by score)
 # busy is processing a job; starting, started, idle and suspended are not.
 STATUS = {b"busy": 1.0, b"idle": 0.0, b"started": 0.0, b"starting": 0.0, b"suspended": 0.0}
 WORKER = ("worker_id", "worker_name")
@@ -156,7 +159,8 @@ def _add_workers(out: Samples, ctx: Context, now: float, keys: list[bytes],
             ok, bad = number(succeeded or 0), number(failed or 0)
             if ok is not None and bad is not None:  # processed counts failed jobs too
                 rows["worker_tasks_processed_total"].append((labels, ok + bad))
-                readings.append(Reading(f"{name}|{label(birth)}", pool, ok + bad, bad))
+                readings.append(Reading(f"{name}|{(birth or b'').decode('ascii', 'replace')}",
+                                        pool, ok + bad, bad))
             if bad is not None:
                 rows["worker_tasks_failed_total"].append((labels, bad))
             if not up:
@@ -203,14 +207,34 @@ def _queue_names(client: redis.Redis, skips: Counter[str]) -> tuple[float, list[
     return server_time(clock), names
 
 
+def _running(client: redis.Redis, first: dict[bytes, list[bytes]], running: RunningAge,
+             skips: Counter[str]) -> None:
+    """The start (`started_at` of the job hash) of the first started jobs of each queue."""
+    jobs = [(queue, member.partition(b":")[0]) for queue, members in first.items()
+            for member in members]  # RQ 2+ scores `<job id>:<execution id>`
+    for start in range(0, len(jobs), BATCH):
+        batch = jobs[start:start + BATCH]
+        replies = connection.pipelined(client, [(b"HGET", JOB_PREFIX + job_id, b"started_at")
+                                                for _, job_id in batch])
+        for (queue, _), raw in zip(batch, replies, strict=True):
+            if isinstance(raw, Exception):
+                skips["wrong_type"] += 1
+            elif raw and (started := parse_timestamp(raw)) is not None:
+                running.started(queue.decode("utf-8", "backslashreplace"), started)
+
+
 def collect_queues(ctx: Context) -> Samples:
-    """Depth (LLEN), jobs per registry (ZCARD) and abandoned started jobs (ZCOUNT of the
-    started registry up to now: RQ gives a started job up when its score passes)."""
+    """Depth (LLEN), jobs per registry (ZCARD), abandoned started jobs (ZCOUNT of the started
+    registry up to now: RQ gives a started job up when its score passes) and the running age
+    (the oldest `started_at` among the first RUNNING_SCAN jobs of the started registry: its
+    score is the start plus the job's timeout, so with one timeout per queue the first is the
+    oldest)."""
 
     def work(client: redis.Redis) -> Samples:
         out, skips = Samples(), Counter[str]()
         now, names = _queue_names(client, skips)
-        per_queue = 2 + len(REGISTRIES)
+        first: dict[bytes, list[bytes]] = {}
+        per_queue = 3 + len(REGISTRIES)
         for start in range(0, len(names), BATCH // per_queue):
             batch = names[start:start + BATCH // per_queue]
             commands: list[tuple] = []
@@ -218,9 +242,13 @@ def collect_queues(ctx: Context) -> Samples:
                 commands.append((b"LLEN", QUEUE_PREFIX + name))
                 commands += [(b"ZCARD", prefix + name) for _, prefix in REGISTRIES]
                 commands.append((b"ZCOUNT", b"rq:wip:" + name, b"-inf", f"({now}".encode()))
+                commands.append((b"ZRANGE", b"rq:wip:" + name, 0, RUNNING_SCAN - 1))
             replies = connection.pipelined(client, commands)
             for index, name in enumerate(batch):
-                depth, *counts, abandoned = replies[index * per_queue:(index + 1) * per_queue]
+                depth, *counts, abandoned, started = replies[
+                    index * per_queue:(index + 1) * per_queue]
+                if isinstance(started, list) and started:
+                    first[name] = started
                 priority = cut(name.decode("utf-8", "backslashreplace"))
                 if isinstance(depth, Exception):
                     skips["wrong_type"] += 1
@@ -237,6 +265,9 @@ def collect_queues(ctx: Context) -> Samples:
                 else:
                     out.add("task_queue_orphaned", {"priority": priority, "group": GROUP},
                             float(abandoned))
+        running = RunningAge()
+        _running(client, first, running, skips)
+        running.add_to(out, now, GROUP, (n.decode("utf-8", "backslashreplace") for n in names))
         out.add_skipped("queues", QUEUE_REASONS, skips)
         return out
 

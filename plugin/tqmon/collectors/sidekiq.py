@@ -40,17 +40,17 @@ import redis
 
 from .. import boundedjson, connection, contract, pools
 from ..model import Samples, describe_error
+from . import sidekiq_work
 from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
+from .sidekiq_work import unix_seconds
 
 log = logging.getLogger(__name__)
 
 PROCESSES, QUEUES = b"processes", b"queues"
 FIELDS = (b"beat", b"busy", b"quiet", b"concurrency", b"info")
-WORK_SUFFIXES = (b":work", b":workers")  # Sidekiq 7+, 6.x
 REGISTRIES = (("scheduled", b"schedule"), ("retry", b"retry"), ("dead", b"dead"))
 SMEMBERS_MAX = 10_000  # above this, SSCAN: no single huge reply
 MAX_QUEUES_PER_WORKER = 20
-MILLISECONDS_ABOVE = 1e11  # a Unix time above this is in milliseconds (Sidekiq 8)
 WORKER = ("worker_id", "worker_name")
 GROUP = "sidekiq"  # the `group` label of the queue series: Sidekiq has no consumer groups
 # the pool of the fleet-wide counters (stat:processed, stat:failed): Sidekiq counts per fleet
@@ -64,17 +64,6 @@ def memory_keys(prefix: str) -> tuple[str, str, str]:
     """tqmon's own keys for Sidekiq deaths: dead ZSET, orphans HASH, stats HASH."""
     tag = contract.Keys(prefix).tag
     return f"{tag}:sidekiq:dead", f"{tag}:sidekiq:orphans", f"{tag}:sidekiq:stats"
-
-
-def unix_seconds(raw: Any) -> float | None:
-    """Seconds from a Sidekiq time: float seconds, or integer milliseconds (Sidekiq 8)."""
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        return None
-    if not 0 <= value < float("inf"):
-        return None
-    return value / 1000 if value > MILLISECONDS_ABOVE else value
 
 
 @dataclass
@@ -120,39 +109,9 @@ def _read_processes(client: redis.Redis, identities: list[bytes], fields: tuple[
 
 def _orphans(client: redis.Redis, dead: list[bytes], skips: Counter[str]
              ) -> dict[bytes, Counter[str]]:
-    """The jobs in dead processes' work hashes, by queue (HVALS, pipelined in batches)."""
-    found: dict[bytes, Counter[str]] = {}
-    per = len(WORK_SUFFIXES)
-    for start in range(0, len(dead), BATCH // per):
-        batch = dead[start:start + BATCH // per]
-        replies = connection.pipelined(client, [(b"HVALS", identity + suffix)
-                                                 for identity in batch
-                                                 for suffix in WORK_SUFFIXES])
-        for index, identity in enumerate(batch):
-            jobs: Counter[str] = Counter()
-            for reply in replies[index * per:(index + 1) * per]:
-                if isinstance(reply, Exception):
-                    skips["wrong_type"] += 1
-                    continue
-                for raw in reply:
-                    queue = _job_queue(raw)
-                    if queue is None:
-                        skips["bad_value"] += 1
-                    else:
-                        jobs[queue] += 1
-            found[identity] = jobs
-    return found
-
-
-def _job_queue(raw: bytes) -> str | None:
-    """The queue of a work-hash entry `{"queue": ..., "payload": ..., "run_at": ...}`."""
-    try:
-        queue = boundedjson.loads(raw).get("queue")
-    except (ValueError, AttributeError):
-        return None
-    if not isinstance(queue, str) or not queue:
-        return None
-    return cut(queue.removeprefix("queue:"))
+    """The jobs in dead processes' work hashes, by queue."""
+    return {identity: sidekiq_work.by_queue(jobs)
+            for identity, jobs in sidekiq_work.read(client, dead, skips).items()}
 
 
 def _remember(ctx: Context, client: redis.Redis, dead: dict[bytes, Counter[str]],
@@ -181,16 +140,19 @@ def _pools(out: Samples, tags: dict[bytes, str], identities: list[bytes], namer:
            ) -> None:
     """Each process's pool: its `tag` (Sidekiq's name for the application); a process whose
     hash is gone takes the tag the other processes of its host's deployment carry, so a death
-    stays in its pool; else (or untagged) the deployment its identity names."""
+    stays in its pool; else (or untagged) the deployment its identity names. One naming per
+    identity (a tag's is cached), so 1,000s of processes cost a few milliseconds."""
+    hosts = {identity: namer(cut(identity.decode("utf-8", "backslashreplace")))
+             for identity in identities}
     by_host: dict[str, set[str]] = {}
     for identity, tag in tags.items():
-        by_host.setdefault(namer(identity.decode("utf-8", "backslashreplace")), set()).add(tag)
-    for identity in identities:
-        name = cut(identity.decode("utf-8", "backslashreplace"))
-        host = namer(name)
+        if identity in hosts:
+            by_host.setdefault(hosts[identity], set()).add(tag)
+    for identity, host in hosts.items():
         siblings = by_host.get(host, set())
         tag = tags.get(identity) or (next(iter(siblings)) if len(siblings) == 1 else "")
-        out.pools[name] = namer(name, prefer=tag)
+        name = cut(identity.decode("utf-8", "backslashreplace"))
+        out.pools[name] = namer(name, prefer=tag) if tag or namer.pattern else host
 
 
 def _worker_rows(out: Samples, processes: list[Process], now: float, skips: Skips
@@ -361,8 +323,9 @@ def _orphan_totals(ctx: Context, client: redis.Redis, processes: list[Process],
 
 
 def collect_queues(ctx: Context) -> Samples:
-    """Depth and oldest waiting age per queue, the schedule/retry/dead sets, and the jobs dead
-    processes were running (task_queue_orphaned)."""
+    """Depth and oldest waiting age per queue, the schedule/retry/dead sets, the jobs dead
+    processes were running (task_queue_orphaned) and the oldest running job's age (`run_at`
+    in live processes' work hashes)."""
     timeout = ctx.config.sidekiq_heartbeat_timeout
 
     def work(client: redis.Redis) -> Samples:
@@ -387,8 +350,13 @@ def collect_queues(ctx: Context) -> Samples:
                 out.add("task_queue_registry_jobs", {"priority": "", "registry": registry},
                         float(count))
         processes = _read_processes(client, _members(client, PROCESSES, int(process_count)),
-                                    (b"beat",), now, timeout, Skips())
+                                    (b"beat", b"busy", b"concurrency"), now, timeout, Skips())
         orphaned = _orphan_totals(ctx, client, processes, skips)
+        # running age: the jobs of live processes that say they run some (`busy`)
+        busy = {p.identity: sidekiq_work.work_suffix(p.fields[2]) for p in processes
+                if p.up and p.fields[1] not in (None, b"0")}
+        sidekiq_work.running(sidekiq_work.read(client, list(busy), skips, busy), skips).add_to(
+            out, now, GROUP, (n.decode("utf-8", "backslashreplace") for n in names))
         for queue in sorted({cut(n.decode("utf-8", "backslashreplace"))
                              for n in names} | set(orphaned)):
             out.add("task_queue_orphaned", {"priority": queue, "group": GROUP},

@@ -17,7 +17,7 @@ WHY = {
     "unknown_master": ("it monitors no master named {name!r}",
                        "--sentinel-master NAME: `redis-cli -p PORT SENTINEL MASTERS` lists the "
                        "names it monitors"),
-    "timeout": ("no answer in time ({detail})",
+    "timeout": ("{detail}",
                 "a stopped or overloaded sentinel, a firewall, or raise --timeout"),
     "unreachable": ("not reachable ({detail})",
                     "is redis-sentinel running and listening on this address?"),
