@@ -30,3 +30,8 @@ def add(a: int, b: int) -> int:
 @app.task
 def hold(seconds: float) -> None:
     time.sleep(seconds)
+
+
+@app.task
+def fail() -> None:
+    raise RuntimeError("a failing task (tests/test_conformance.py)")
