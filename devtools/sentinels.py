@@ -148,9 +148,25 @@ class SentinelSet:
         """SENTINEL FAILOVER; returns the new master's address once every sentinel names it
         and it answers as a master."""
         old = self.master_address()
+        # a failover just before leaves replicas resyncing with the new master: Sentinel then
+        # finds no good replica and aborts this one, so wait until they are in step
+        wait_for(lambda: self.ready() and self.replicas_in_sync(old), timeout,
+                 "the replicas to be in sync with the master", 0.1)
         wait_for(lambda: self.sentinels[0].client().execute_command(
             "SENTINEL", "FAILOVER", MASTER_NAME) is not None, timeout, "SENTINEL FAILOVER", 0.2)
         return self.wait_master_moved(old, timeout)
+
+    def replicas_in_sync(self, master: str) -> bool:
+        """Every other running data node replicates `master` with its link up."""
+        for server in self.servers:
+            stopped = server.process is None or server.process.poll() is not None
+            if server.address == master or stopped:
+                continue
+            info = server.client().info("replication")
+            if (info.get("role") != "slave" or info.get("master_link_status") != "up"
+                    or f"{info.get('master_host')}:{info.get('master_port')}" != master):
+                return False
+        return True
 
     def wait_master_moved(self, old: str, timeout: float = 30,
                           live: Sequence[SentinelServer] | None = None) -> str:
