@@ -547,7 +547,7 @@
         },
         "annotations": {
           "summary": "A worker is down.",
-          "description": "Worker {{ $labels.worker_name }} ({{ $labels.worker_id }}) has sent no heartbeat within the heartbeat TTL. A clean shutdown deregisters a worker, so this one died or hangs.",
+          "description": "Worker {{ $labels.worker_name }} ({{ $labels.worker_id }}) has sent no heartbeat within the heartbeat TTL. A clean shutdown deregisters a worker, so this one died or hangs. (Under Celery a clean stop removes the worker's pidbox binding and is never reported; a worker with remote control off cannot be told apart and is never reported either.)",
           "runbook_url": std.format("%(runbook_base_url)s#workerdown", format),
         },
       }] else [],

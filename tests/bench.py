@@ -415,29 +415,42 @@ def _bench_schema(title: str, server: devcluster.RedisServer, args: list[str], r
     print(f"commands one run sends:                  {_fmt(delta)}")
 
 
-def bench_celery(runs: int, queues: int = 50, unacked: int = 10_000) -> None:
+def bench_celery(runs: int, queues: int = 50, unacked: int = 10_000,
+                 transport: dict | None = None) -> None:
     """Waiting messages sent by Celery (kombu declares the bindings and picks the priority
-    lists); unacked ones in the format kombu's QoS writes, server-side."""
+    lists, in the layout `transport` configures); unacked ones in the format kombu's QoS
+    writes, server-side."""
+    from celery import Celery
+
+    transport = transport or {}
+    steps = transport.get("priority_steps", (0, 3, 6, 9))
     server = devcluster.start_standalone()
     try:
-        os.environ["TQMON_TEST_REDIS_URL"] = server.url
-        sys.path.insert(0, str(Path(__file__).parent))
-        import celery_app
-
-        for q in range(queues):
-            for priority in (0, 3, 6, 9):
-                for i in range(5):
-                    celery_app.add.apply_async((i, q), queue=f"q{q:02d}", priority=priority)
+        app = Celery("bench", broker=server.url, broker_transport_options=transport)
+        with app.producer_or_acquire() as producer:
+            for q in range(queues):
+                for priority in steps:
+                    for i in range(5):
+                        app.send_task("celery_app.add", (i, q), queue=f"q{q:02d}",
+                                      priority=priority, producer=producer)
         client = server.client(protocol=2)
         template = client.lindex("q00", -1)
         for start in range(0, unacked, 5000):
             client.eval(CELERY_UNACKED, 2, "unacked", "unacked_index", template, queues, start,
                         min(unacked, start + 5000) - 1)
-        _bench_schema(f"Celery: {queues} queues x 4 priority lists x 5 messages, {unacked} "
-                      "unacked (1/2 past the visibility timeout)", server,
+        layout = ", ".join(f"{k}={v!r}" for k, v in transport.items()) or "kombu's defaults"
+        _bench_schema(f"Celery ({layout}): {queues} queues x {len(steps)} priority lists x 5 "
+                      f"messages, {unacked} unacked (1/2 past the visibility timeout)", server,
                       ["--schema", "celery"], runs)
     finally:
         server.stop()
+
+
+def bench_celery_layouts(runs: int) -> None:
+    """kombu's default layout (4 lists a queue), and 10 priority steps with ':' as sep."""
+    bench_celery(runs)
+    bench_celery(runs, transport={"sep": ":", "priority_steps": list(range(10)),
+                                  "queue_order_strategy": "priority"})
 
 
 def bench_arq(runs: int, jobs: int = 100_000) -> None:
@@ -607,6 +620,8 @@ def main() -> int:
     parser.add_argument("--rq-only", action="store_true", help="run only that comparison")
     parser.add_argument("--celery-arq-only", action="store_true",
                         help="run only the Celery and arq measurements")
+    parser.add_argument("--celery-only", action="store_true",
+                        help="run only the Celery measurements (both layouts)")
     parser.add_argument("--sidekiq-processes", type=int, default=1000)
     parser.add_argument("--bullmq-queues", type=int, default=100)
     parser.add_argument("--bullmq-jobs", type=int, default=10_000)
@@ -621,8 +636,11 @@ def main() -> int:
     if args.rq_only:
         bench_rq(args.rq_workers, args.runs, None)
         return 0
+    if args.celery_only:
+        bench_celery_layouts(args.runs)
+        return 0
     if args.celery_arq_only:
-        bench_celery(args.runs)
+        bench_celery_layouts(args.runs)
         bench_arq(args.runs)
         return 0
     if args.adapters_only:
@@ -636,7 +654,7 @@ def main() -> int:
         bench_workers(cluster, sizes, max(3, args.runs // 2), floor)
         bench_queues(cluster, args.stream_entries, args.pending, max(3, args.runs // 2))
     bench_rq(args.rq_workers, args.runs, floor)
-    bench_celery(args.runs)
+    bench_celery_layouts(args.runs)
     bench_arq(args.runs)
     bench_sidekiq(args.sidekiq_processes, args.runs)
     bench_bullmq(args.bullmq_queues, args.bullmq_jobs, args.runs)

@@ -20,6 +20,7 @@ docs/adapters.md ("Conformance").
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -112,6 +113,55 @@ def _rq_busy(client: redis.Redis, processes: list[Process]) -> Process:
         if state == b"busy":
             return next(p for p in processes if str(p.proc.pid).encode() == pid)
     raise AssertionError("no busy RQ worker")
+
+
+# --- Celery (PyPI celery[redis], threads pool) ------------------------------------------------
+# Node names as a Kubernetes Deployment makes them (`-n tasks@%h`): one pool, `tasks`.
+_PODS = itertools.cycle(["x2x7q", "b4k9z", "q7w2m", "z5h8p", "c6v2n", "m9r4t", "t2p6w"])
+CELERY_NODES: dict[int, str] = {}  # Process pid -> its node name
+
+
+def _celery_start(url: str) -> Process:
+    node = f"tasks@web-5d9f7c6b8-{next(_PODS)}"
+    process = Process([sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-P",
+                       "threads", "-c", "2", "--without-mingle", "--without-gossip", "-l",
+                       "WARNING", "--heartbeat-interval", "1", "-n", node, "-Q", "work"], url)
+    CELERY_NODES[process.proc.pid] = node
+    return process
+
+
+def _celery_app(url: str):
+    from celery import Celery
+    return Celery("conformance", broker=url)
+
+
+def _celery_enqueue(url: str, kind: str, count: int, queue: str = "work") -> None:
+    task, args = {"ok": ("celery_app.add", (1, 2)), "fail": ("celery_app.fail", ()),
+                  "sleep": ("celery_app.hold", (60,))}[kind]
+    app = _celery_app(url)
+    for _ in range(count):
+        app.send_task(task, args, queue=queue)
+
+
+def _celery_own(url: str) -> dict[str, float]:
+    """kombu's own count of a queue (it sums the priority lists), and the sleeping task the
+    killed worker held, still unacked."""
+    with _celery_app(url).connection_for_write() as conn:
+        backlog = conn.default_channel.queue_declare("backlog", passive=True).message_count
+    return {'task_queue_depth{priority="backlog"}': backlog,
+            'task_queue_pending{priority="work",group="celery"}': 1}
+
+
+def _celery_busy(client: redis.Redis, processes: list[Process]) -> Process:
+    kwargs = client.connection_pool.connection_kwargs
+    url = f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+    for _ in range(20):  # Celery's remote control: which node runs the task
+        active = _celery_app(url).control.inspect(timeout=2).active() or {}
+        nodes = {node for node, tasks in active.items() if tasks}
+        for process in processes:
+            if CELERY_NODES.get(process.proc.pid) in nodes:
+                return process
+    raise AssertionError("no busy Celery worker")
 
 
 # --- Sidekiq (Debian's ruby-sidekiq) --------------------------------------------------------
@@ -261,6 +311,11 @@ def _arq_own(url: str) -> dict[str, float]:
 
 DRIVERS = [
     Driver("rq", ["--schema", "rq"], _rq_start, _rq_enqueue, _rq_own, _rq_busy),
+    # Celery counts no failures (no pool failure counter): its processed counter is checked by
+    # tests/test_celery_deploy.py
+    Driver("celery", ["--schema", "celery", "--celery-heartbeat-interval", "1"],
+           _celery_start, _celery_enqueue, _celery_own, _celery_busy, counts_deaths=True,
+           counts_failures=False),
     Driver("sidekiq", ["--schema", "sidekiq", "--sidekiq-heartbeat-timeout", "3"],
            _sidekiq_start, _sidekiq_enqueue, _sidekiq_own, _sidekiq_busy, counts_deaths=True),
     Driver("bullmq", ["--schema", "bullmq", "--bullmq-queues", "work,backlog"], _bullmq_start,
@@ -430,6 +485,8 @@ def _enqueue_backlog(driver: Driver, url: str) -> None:
     """Four jobs on a queue no worker serves."""
     if driver.schema == "rq":
         _rq_enqueue(url, "ok", 4, "backlog")
+    elif driver.schema == "celery":
+        _celery_enqueue(url, "ok", 4, "backlog")
     elif driver.schema == "sidekiq":
         _ruby(url, "AddJob", "backlog", "4")
     elif driver.schema == "dramatiq":

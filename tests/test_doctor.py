@@ -240,3 +240,25 @@ def test_series_against_datadogs_limit_and_the_cap():
         assert lines(capped, "ok", "series")
     finally:
         server.stop()
+
+
+def test_celery_keys_it_cannot_read_are_findings():
+    """A Celery app with kombu's global_keyprefix, and one binding that does not split by the
+    separator: each a finding naming the option that fixes it."""
+    server = devcluster.start_standalone()
+    try:
+        client = server.client()
+        client.sadd("myapp:_kombu.binding.jobs", "jobs\x06\x16\x06\x16jobs")
+        result = doctor("--redis-url", server.url, "--schema", "celery", "--collectors",
+                        "queues", user=None)
+        text = " ".join(result.stdout.split())
+        assert "cannot read bindings under another key prefix: myapp:_kombu.binding.jobs" in text
+        assert "set --celery-key-prefix to kombu's global_keyprefix" in text, result.stdout
+        client.sadd("myapp:_kombu.binding.jobs", "jobs|x|y|jobs")
+        result = doctor("--redis-url", server.url, "--schema", "celery", "--collectors",
+                        "queues", "--celery-key-prefix", "myapp:", user=None)
+        [finding] = lines(result, "WARN", "celery")
+        assert "do not split" in finding
+        assert "set --celery-sep" in " ".join(result.stdout.split())
+    finally:
+        server.stop()

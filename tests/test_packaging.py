@@ -30,12 +30,14 @@ def test_the_wheel_holds_the_plugin_and_the_contract_only(wheel):
     assert all(n.startswith("tqmon/") for n in shipped), shipped
     for module in ("cli", "run", "model", "exposition", "serve", "heartbeat", "streams",
                    "contract", "schemas", "collectors/base", "collectors/rq",
-                   "collectors/dramatiq", "collectors/celery", "collectors/arq",
+                   "collectors/dramatiq", "collectors/celery/__init__", "collectors/celery/layout",
+                   "collectors/celery/memory", "collectors/celery/queues", "collectors/arq",
                    "collectors/native/workers"):
         assert f"tqmon/{module}.py" in names
     assert "tqmon/catalog.json" in names and "tqmon/catalog.yaml" not in names
     assert {"tqmon/lua/detect.lua", "tqmon/lua/requeue.lua", "tqmon/lua/beat.lua",
-            "tqmon/lua/celery_memory.lua"} <= names
+            "tqmon/lua/celery_memory.lua", "tqmon/lua/dead_set.lua",
+            "tqmon/lua/celery_seen.lua"} <= names
     for dev in ("devcluster", "simulate", "demo", "stack", "views", "sidevenv"):
         assert not any(n.endswith(f"/{dev}.py") for n in names), dev
 

@@ -139,17 +139,26 @@ def _dramatiq(config: Config) -> list[Need]:
 def _celery(config: Config) -> list[Need]:
     p = config.celery_key_prefix
     queue = p + (config.celery_queues[0] if config.celery_queues else "celery")
+    pidbox = f"{p}_kombu.binding.celery.pidbox"  # only read: a worker's mailbox, or gone
     out = _reads("workers", queue, "", ("TIME",),
                  ("PSUBSCRIBE", f"{p}/{config.db}.celeryev/worker.*"))
+    memory = config.listen is not None or config.interval is not None
+    if not config.read_only or memory:
+        out += _reads("workers", pidbox, "", ("SRANDMEMBER", "$K", "1"),
+                      *([("SMISMEMBER", "$K", "m")] if memory else []))
+    tag = contract.Keys(config.prefix).tag
     if not config.read_only:
-        tag = contract.Keys(config.prefix).tag
         out += _script("workers", f"{tag}:celery:workers", f"~{tag}:celery:*", "zadd", "zrange",
                        "hset", "hget", "hmget", "hdel", "zrem", "hincrby")
+        out.append(Need("workers", ("SISMEMBER", pidbox, "m"), "~" + pidbox, in_script=True))
+        out += _script("queues", f"{tag}:celery:seen", f"~{tag}:celery:*", "hmget", "hset",
+                       "hdel")
+    out += _pool_counters(config, "celery")
     out += _reads("queues", queue, "", ("TIME",), ("LLEN", "$K"), ("LINDEX", "$K", "-1"),
                   ("SMEMBERS", f"{p}_kombu.binding.celery"), ("HMGET", f"{p}unacked", "f"),
                   ("ZCARD", f"{p}unacked_index"), ("ZRANGE", f"{p}unacked_index", "0", "0"))
     if not config.celery_queues:
-        out.append(Need("queues", ("SCAN", "0", "MATCH", f"{p}_kombu.binding.*", "COUNT", "1")))
+        out.append(Need("queues", ("SCAN", "0", "MATCH", "*_kombu.binding.*", "COUNT", "1")))
     return [n if n.key_pattern or len(n.argv) < 2 or n.argv[0] in ("PSUBSCRIBE", "SCAN")
             else Need(n.collector, n.argv, "~" + n.argv[1], n.in_script) for n in out]
 

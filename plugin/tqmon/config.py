@@ -6,7 +6,6 @@ resolved Config keeps them out of repr() and every URL is stored without its cre
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -14,14 +13,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, configvalues, contract
+from . import configvalues, contract
 from .configfile import ConfigError, check_types, load_yaml, text
 from .configfile import seconds as _seconds
 from .configvalues import Target
+from .flags import (
+    ARQ_HEALTH_CHECK_INTERVAL,
+    ARQ_JOB_TIMEOUT,
+    ARQ_QUEUE,
+    CELERY_HEARTBEAT_INTERVAL,
+    CELERY_VISIBILITY_TIMEOUT,
+    COLLECTORS,
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    DRAMATIQ_HEARTBEAT_TIMEOUT,
+    ENV_CONFIG,
+    ENV_PASSWORD,
+    ENV_URL,
+    FORMATS,
+    MAX_SECONDS,
+    MAX_TIMEOUT,
+    MAX_WORKER_SERIES,
+    RQ_WORKER_TTL,
+    SIDEKIQ_HEARTBEAT_TIMEOUT,
+    build_parser,
+)
 from .schemas import SCHEMAS
 from .sentineloptions import ENV_NAMES as SENTINEL_ENV_NAMES
 from .sentineloptions import SentinelOptions, is_sentinel_url
-from .sentineloptions import add_arguments as add_sentinel_arguments
 from .sentineloptions import resolve as resolve_sentinel
 
 # the value checks (configvalues.py), under the names this module always used
@@ -31,26 +50,6 @@ _listen, _queues = configvalues.listen_address, configvalues.queue_pairs
 _count, _max_series = configvalues.whole_number, configvalues.max_series
 
 __all__ = ["Config", "ConfigError", "Target", "build_parser", "load"]
-
-DEFAULT_URL = "redis://127.0.0.1:6379"
-DEFAULT_TIMEOUT = 3.0  # seconds; Telegraf's exec default timeout is 5 s
-COLLECTORS = ("nodes", "workers", "queues")
-FORMATS = ("prometheus", "openmetrics")
-MAX_WORKER_SERIES = 1000
-RQ_WORKER_TTL = 420.0  # rq.defaults.DEFAULT_WORKER_TTL
-DRAMATIQ_HEARTBEAT_TIMEOUT = 60.0  # dramatiq.brokers.redis.DEFAULT_HEARTBEAT_TIMEOUT (60,000 ms)
-CELERY_VISIBILITY_TIMEOUT = 3600.0  # kombu.transport.redis.Channel.visibility_timeout
-CELERY_HEARTBEAT_INTERVAL = 2.0  # celery.worker.heartbeat.Heart: --heartbeat-interval
-ARQ_QUEUE = "arq:queue"  # arq.constants.default_queue_name
-ARQ_HEALTH_CHECK_INTERVAL = 3600.0  # arq.worker.Worker(health_check_interval=3600)
-ARQ_JOB_TIMEOUT = 300.0  # arq.worker.Worker(job_timeout=300)
-# Sidekiq beats every 5 s (6.x) or 10 s (7+) and its process and work hashes expire 60 s after
-# the last beat: a death must be seen before that for the jobs it held to be counted.
-SIDEKIQ_HEARTBEAT_TIMEOUT = 30.0
-ENV_URL, ENV_PASSWORD, ENV_CONFIG = "TQMON_REDIS_URL", "TQMON_REDIS_PASSWORD", "TQMON_CONFIG"
-MAX_TIMEOUT = 3600.0  # seconds; far above any agent's exec timeout
-MAX_SECONDS = 1e8  # ~3 years: any longer TTL, retention or interval is a typo
-
 
 @dataclass(frozen=True)
 class Config:
@@ -88,6 +87,8 @@ class Config:
     celery_queues: tuple[str, ...] = ()  # () = every queue bound in kombu's binding sets
     celery_visibility_timeout: float = CELERY_VISIBILITY_TIMEOUT
     celery_key_prefix: str = ""  # kombu's global_keyprefix
+    celery_sep: str | None = None  # kombu's `sep`; None = detected from the binding members
+    celery_priority_steps: tuple[int, ...] | None = None  # kombu's; None = steps 0..9 probed
     celery_heartbeat_interval: float = CELERY_HEARTBEAT_INTERVAL
     arq_queues: tuple[str, ...] = (ARQ_QUEUE,)
     arq_health_check_interval: float = ARQ_HEALTH_CHECK_INTERVAL
@@ -125,120 +126,6 @@ class Config:
         return self.targets[0].db if self.targets else 0
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, no usage dump
-        raise ConfigError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="tqmon",
-        description="Collect Redis and task-queue metrics once and print them in Prometheus "
-        "text format. The password comes from TQMON_REDIS_PASSWORD or --password-file.",
-        argument_default=argparse.SUPPRESS,  # unset flags stay absent so env and file apply
-        epilog="For a person at a terminal: `tqmon status [--watch SECONDS] [--json] [flags]` "
-        "shows one collection; `tqmon doctor [flags]` checks the set-up and says how to fix it.",
-    )
-    p.add_argument("--config", metavar="FILE", help="YAML config file (env TQMON_CONFIG)")
-    p.add_argument("--redis-url", metavar="URL", action="append", dest="redis_url",
-                   help=f"seed node, repeatable (env {ENV_URL}, comma-separated; "
-                   f"default {DEFAULT_URL}); redis:// or rediss://")
-    add_sentinel_arguments(p)
-    p.add_argument("--username", metavar="NAME", help="ACL username")
-    p.add_argument("--password-file", metavar="PATH", help="file holding the password")
-    p.add_argument("--tls-ca-file", metavar="PATH", help="CA bundle to verify the server")
-    p.add_argument("--tls-cert-file", metavar="PATH", help="client certificate")
-    p.add_argument("--tls-key-file", metavar="PATH", help="client private key")
-    p.add_argument("--tls-server-name", metavar="NAME", help="name to verify the server as")
-    p.add_argument("--tls-insecure", action="store_true", help="skip certificate verification")
-    p.add_argument("--cluster-name", metavar="NAME", help="value of the cluster_name label")
-    p.add_argument("--timeout", metavar="SECONDS", type=float,
-                   help=f"deadline for the whole run (default {DEFAULT_TIMEOUT})")
-    p.add_argument("--format", choices=FORMATS, help="exposition format (default prometheus)")
-    p.add_argument("--textfile", metavar="PATH",
-                   help="write atomically to PATH (node_exporter textfile) instead of stdout")
-    p.add_argument("--interval", metavar="SECONDS", type=float,
-                   help="repeat every SECONDS, rewriting --textfile, until SIGTERM/SIGINT")
-    p.add_argument("--listen", metavar="HOST:PORT",
-                   help="serve /metrics (a collection per scrape) and /healthz over HTTP")
-    p.add_argument("--web-config-file", metavar="FILE",
-                   help="with --listen: TLS and basic auth, in the Prometheus exporter-toolkit "
-                   "web config format")
-    p.add_argument("--collectors", metavar="LIST",
-                   help=f"comma-separated collectors to run (default {','.join(COLLECTORS)})")
-    p.add_argument("--prefix", metavar="P",
-                   help=f"heartbeat contract key prefix: keys are {{P}}:... "
-                   f"(default {contract.DEFAULT_PREFIX})")
-    p.add_argument("--heartbeat-ttl", metavar="SECONDS", type=float,
-                   help="a worker whose last heartbeat is older is dead (default 30)")
-    p.add_argument("--dead-retention", metavar="SECONDS", type=float,
-                   help="report dead workers as worker_up 0 this long, then prune them "
-                   "(default 3600)")
-    p.add_argument("--max-worker-series", metavar="N",
-                   help="per-worker series for at most N workers, dead ones first (default "
-                   f"{MAX_WORKER_SERIES}; 0: none; all: no cap); pools always count everyone")
-    p.add_argument("--worker-pool-pattern", metavar="REGEX",
-                   help="a worker's pool is the first group of REGEX on its name, when the "
-                   "worker names none (default: its deployment, the name without pid, nonce, "
-                   "uuid, hex id, pod suffix or instance number; per schema: docs/adapters.md)")
-    p.add_argument("--read-only", action="store_true",
-                   help="write nothing to Redis: deaths are reported, not recorded or pruned")
-    p.add_argument("--queue", metavar="NAME=STREAM", action="append",
-                   help="a queue to watch, repeatable: the priority label and its stream key "
-                   "(default high, medium, low on {P}:queue:<name>)")
-    p.add_argument("--group", metavar="NAME", action="append",
-                   help="consumer group to report, repeatable (default workers)")
-    p.add_argument("--requeue-orphans", action="store_true",
-                   help="put the pending entries of dead workers back on their stream")
-    p.add_argument("--max-redeliveries", metavar="N", type=int,
-                   help="with --requeue-orphans: a task already requeued N times goes to the "
-                   "dead-letter stream <stream>:dead instead "
-                   f"(default {contract.MAX_REDELIVERIES})")
-    p.add_argument("--schema", metavar="NAME",
-                   help="whose keys to read: native (tqmon's heartbeat contract, default), rq, "
-                   "dramatiq, celery, arq, sidekiq or bullmq (their own keys, never written)")
-    p.add_argument("--rq-worker-ttl", metavar="SECONDS", type=float,
-                   help="RQ: TTL of a worker hash that has no expiry (default 420, RQ's); "
-                   "otherwise each worker's own TTL is read from its hash's expiry")
-    p.add_argument("--dramatiq-namespace", metavar="NS",
-                   help="Dramatiq: the RedisBroker namespace (default dramatiq)")
-    p.add_argument("--dramatiq-heartbeat-timeout", metavar="SECONDS", type=float,
-                   help="Dramatiq: a worker whose last heartbeat is older is dead "
-                   "(default 60, the broker's)")
-    p.add_argument("--dramatiq-queues", metavar="LIST",
-                   help="Dramatiq: comma-separated queue names to watch (default default); "
-                   "Dramatiq keeps no list of queues in Redis")
-    p.add_argument("--celery-queues", metavar="LIST",
-                   help="Celery: comma-separated queues to watch (default: every queue bound in "
-                   "kombu's _kombu.binding.* sets, or celery)")
-    p.add_argument("--celery-visibility-timeout", metavar="SECONDS", type=float,
-                   help="Celery: kombu's visibility_timeout; unacked messages taken longer ago "
-                   "are orphaned (default 3600)")
-    p.add_argument("--celery-key-prefix", metavar="P",
-                   help="Celery: kombu's global_keyprefix (default none)")
-    p.add_argument("--celery-heartbeat-interval", metavar="SECONDS", type=float,
-                   help="Celery: the workers' --heartbeat-interval; each run listens a little "
-                   "longer than this for their heartbeats (default 2)")
-    p.add_argument("--arq-queues", metavar="LIST",
-                   help=f"arq: comma-separated queue names (default {ARQ_QUEUE})")
-    p.add_argument("--arq-job-timeout", metavar="SECONDS", type=float,
-                   help="the workers' longest job timeout (job_timeout, or a function's "
-                   "timeout; default 300, arq's): arq's in-progress key lives it + 10 s, which "
-                   "gives the running age")
-    p.add_argument("--arq-health-check-interval", metavar="SECONDS", type=float,
-                   help="arq: the workers' health_check_interval (default 3600, arq's)")
-    p.add_argument("--sidekiq-heartbeat-timeout", metavar="SECONDS", type=float,
-                   help="Sidekiq: a process whose last beat is older is dead (default 30; "
-                   "its hashes expire 60 s after its last beat)")
-    p.add_argument("--bullmq-prefix", metavar="PREFIX",
-                   help="BullMQ: the key prefix, e.g. {bull} on Redis Cluster (default bull)")
-    p.add_argument("--bullmq-queues", metavar="LIST",
-                   help="BullMQ: comma-separated queue names to watch (default: the queues "
-                   "of the workers connected now, from CLIENT LIST)")
-    p.add_argument("--version", action="version", version=f"tqmon {__version__}")
-    return p
-
-
 def _load_file(path: str) -> dict[str, Any]:
     data = load_yaml(path)
     if data is None:
@@ -258,6 +145,34 @@ def _check_flags(flags: dict[str, Any]) -> None:
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str):
                 text(item, "--" + key.replace("_", "-"))
+
+
+def _celery_sep(value: str | None) -> str | None:
+    """kombu's `sep`: text, with \\xNN escapes for the control characters kombu uses."""
+    if value is None:
+        return None
+    try:
+        sep = re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), value)
+    except ValueError:
+        sep = ""
+    if not sep:
+        raise ConfigError("--celery-sep must not be empty")
+    return sep
+
+
+def _celery_steps(value: Any) -> tuple[int, ...] | None:
+    """kombu's `priority_steps`: distinct whole numbers from 0 to 255, sorted (kombu bisects)."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        steps = sorted({int(str(v).strip()) for v in items if str(v).strip()})
+    except ValueError:
+        steps = []
+    if not steps or not all(0 <= step <= 255 for step in steps):
+        raise ConfigError("--celery-priority-steps must be whole numbers from 0 to 255, "
+                          "comma-separated (kombu's default: 0,3,6,9)")
+    return tuple(steps)
 
 
 class _Sources:
@@ -490,6 +405,8 @@ def _schema(src: _Sources, requeue: bool) -> dict[str, Any]:
         "celery_visibility_timeout": secs("celery_visibility_timeout",
                                           CELERY_VISIBILITY_TIMEOUT),
         "celery_key_prefix": pick("celery_key_prefix", ""),
+        "celery_sep": _celery_sep(pick("celery_sep")),
+        "celery_priority_steps": _celery_steps(pick("celery_priority_steps")),
         "celery_heartbeat_interval": secs("celery_heartbeat_interval",
                                           CELERY_HEARTBEAT_INTERVAL),
         "arq_queues": names("arq_queues", [ARQ_QUEUE], required=True),

@@ -22,7 +22,7 @@ BOOLS = frozenset({"tls_insecure", "read_only", "requeue_orphans"})
 TEXTS = frozenset({"username", "password_file", "tls_ca_file", "tls_cert_file", "tls_key_file",
                    "tls_server_name", "cluster_name", "textfile", "listen", "prefix", "schema",
                    "format", "dramatiq_namespace", "web_config_file", "worker_pool_pattern",
-                   "celery_key_prefix", "bullmq_prefix", "sentinel_master",
+                   "celery_key_prefix", "celery_sep", "bullmq_prefix", "sentinel_master",
                    "sentinel_username", "sentinel_password_file"})
 NUMBERS = frozenset({"timeout", "interval", "heartbeat_ttl", "dead_retention", "rq_worker_ttl",
                      "dramatiq_heartbeat_timeout", "celery_visibility_timeout",
@@ -33,6 +33,7 @@ COUNT_OR_ALL = frozenset({"max_worker_series"})  # a whole number, or the string
 LISTS = frozenset({"redis_url", "collectors", "group", "dramatiq_queues", "celery_queues",
                    "arq_queues", "bullmq_queues", "sentinel"})  # str or [str]
 QUEUES = frozenset({"queue"})  # NAME=STREAM str, a list of them, or {name: stream}
+STEPS = frozenset({"celery_priority_steps"})  # "0,3,6,9" or [0, 3, 6, 9]
 
 
 class ConfigError(Exception):
@@ -140,6 +141,9 @@ def check_types(data: dict[str, Any], path: str) -> dict[str, Any]:
         elif key in LISTS:
             if not _str_or_strs(value):
                 raise ConfigError(f"{where} must be a string or a list of strings")
+        elif key in STEPS and not (isinstance(value, str) or (isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value))):
+            raise ConfigError(f"{where} must be a string or a list of whole numbers")
         elif key in QUEUES and not (_str_or_strs(value) or (
                 isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str)
                                                 for k, v in value.items()))):

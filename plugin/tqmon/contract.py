@@ -145,7 +145,18 @@ def _lua(name: str) -> str:
 
 REGISTER, BEAT, DEREGISTER = _lua("register"), _lua("beat"), _lua("deregister")
 TASK_STARTED, TASK_FINISHED = _lua("task_started"), _lua("task_finished")
-DETECT = _lua("detect")  # the collector's exactly-once dead-worker detection
+DEAD_SET = _lua("dead_set")  # the shared core: a dead set with a cursor and retention
+
+
+def with_dead_set(name: str) -> str:
+    """lua/<name>.lua after the dead-set core's functions: still one atomic script."""
+    return DEAD_SET + _lua(name)
+
+
+DETECT = with_dead_set("detect")  # the collector's exactly-once dead-worker detection
+CELERY_MEMORY = with_dead_set("celery_memory")  # what tqmon heard of Celery's workers
+CELERY_SEEN = _lua("celery_seen")  # when a Celery message was first seen at a list's head
+SIDEKIQ_DEAD = with_dead_set("sidekiq_dead")  # Sidekiq processes found dead, and their jobs
 
 # --- queues ------------------------------------------------------------------------------------
 REDELIVERIES_FIELD = "tqmon_redeliveries"

@@ -31,7 +31,7 @@ class Samples:
         # where the adapter names it (worker id -> pool; others are named from worker_name),
         # and pool task totals that never fall (pool -> count), None when it keeps none.
         self.pools: dict[str, str] = {}
-        self.pool_totals: tuple[dict[str, float], dict[str, float]] | None = None
+        self.pool_totals: tuple[dict[str, float], dict[str, float] | None] | None = None
 
     def add(self, metric: str, labels: Mapping[str, str], value: float | Histogram) -> None:
         names = catalog.default()[metric].labels

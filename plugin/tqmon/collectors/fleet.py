@@ -72,11 +72,14 @@ def add_pools(out: Samples, alive: Counter[str], dead: Counter[str], busy: Count
             merged[names.get(pool, OTHER)] += n
         for pool, n in sorted(merged.items()):
             out.add(metric, {"pool": pool}, float(n))
-    if processed is None or failed is None:
+    if processed is None:
         return
-    counted = {*processed, *failed}  # both series for a pool with either: 0 until a failure
+    counted = {*processed, *(failed or {})}  # both series for a pool with either: 0 until a
+    # failure; no failed series where the system counts no failures (Celery), not a false 0
     for metric, totals in (("worker_pool_tasks_processed_total", processed),
                            ("worker_pool_tasks_failed_total", failed)):
+        if totals is None:
+            continue
         sums: Counter[str] = Counter({names.get(pool, OTHER): 0.0 for pool in counted})
         for pool, value in totals.items():
             sums[names.get(pool, OTHER)] += value

@@ -34,7 +34,6 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -57,7 +56,7 @@ GROUP = "sidekiq"  # the `group` label of the queue series: Sidekiq has no consu
 # the pool of the fleet-wide counters (stat:processed, stat:failed): Sidekiq counts per fleet
 FLEET_POOL = "sidekiq"
 QUEUE_REASONS = ("bad_value", "wrong_type")
-SCRIPT = (Path(__file__).parent.parent / "lua" / "sidekiq_dead.lua").read_text("utf-8")
+SCRIPT = contract.SIDEKIQ_DEAD  # lua/sidekiq_dead.lua on the shared dead-set core
 SCRIPT_BATCH = 500  # dead processes per script run: keeps it ~1 ms
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from ..run import collect_once
 from .base import Checkup, Finding, ok, problem, warning
+from .celery_layout import check_celery_layout
 
 DATADOG_LIMIT = 2000  # the Datadog OpenMetrics check's default max_returned_metrics
 
@@ -27,6 +28,7 @@ def check_collection(c: Checkup) -> Iterator[Finding]:
             text = why if why.startswith(f"collector {name}") else \
                 f"collector {name} failed" + (f": {why}" if why else "")
             yield problem("collect", text)
+    yield from check_celery_layout(errors)
     series = samples.exposed()
     omitted = sum(v for _, v in samples.rows.get("tqmon_worker_series_omitted", []))
     cap = config.max_worker_series

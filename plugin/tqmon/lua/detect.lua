@@ -8,10 +8,8 @@
 -- too; a pool left empty leaves the pool names)
 -- Returns {now, newly dead, pruned}.
 --
--- Exactly once: a worker is counted when ZADD NX puts it into the dead set, which a script run
--- does atomically, so concurrent collectors cannot both count it. `detect_cursor` in the stats
--- hash is the staleness cutoff already examined, so each run looks only at workers that went
--- stale since (a bounded ZRANGE BYSCORE), however many dead workers are retained. A worker that
+-- Exactly once and however many are retained: lua/dead_set.lua (prepended): dead_scan reads
+-- the workers that went stale since `detect_cursor`, dead_prune the ones past the retention. A worker that
 -- beats again has a score above the cursor, leaves the dead set (its BEAT removes it), and is
 -- counted again if it dies again. Worker hashes are built from the hash-tagged prefix, so they
 -- live in this slot.
@@ -24,21 +22,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local ttl, retention, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
 local cutoff = now - ttl
-local cursor = redis.call('HGET', KEYS[3], 'detect_cursor') or '-inf'
-local stale = redis.call('ZRANGE', KEYS[1], cursor, string.format('%.6f', cutoff),
-  'BYSCORE', 'LIMIT', 0, limit, 'WITHSCORES')
-local newly = 0
-for i = 1, #stale, 2 do
-  newly = newly + redis.call('ZADD', KEYS[2], 'NX', string.format('%.6f', now), stale[i])
-end
-if #stale >= 2 * limit then cursor = stale[#stale] else cursor = string.format('%.6f', cutoff) end
-redis.call('HSET', KEYS[3], 'detect_cursor', cursor)
-if newly > 0 then redis.call('HINCRBY', KEYS[3], 'dead_workers_detected', newly) end
-local expired = redis.call('ZRANGE', KEYS[2], '-inf', string.format('(%.6f', now - retention),
-  'BYSCORE', 'LIMIT', 0, limit)
+local newly = dead_scan(KEYS[1], KEYS[2], KEYS[3], cutoff, now, limit)
 local pruned = 0
-for _, id in ipairs(expired) do
-  redis.call('ZREM', KEYS[2], id)
+dead_prune(KEYS[2], now, retention, limit, function(id)
   local beat = redis.call('ZSCORE', KEYS[1], id)
   if not beat or tonumber(beat) < cutoff then
     redis.call('ZREM', KEYS[1], id)
@@ -54,7 +40,8 @@ for _, id in ipairs(expired) do
     redis.call('ZADD', KEYS[4], string.format('%.6f', now), id)
     pruned = pruned + 1
   end
-end
+  return false
+end)
 if pruned > 0 then
   redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[5]) + 1))
 end

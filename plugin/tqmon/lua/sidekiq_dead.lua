@@ -9,7 +9,8 @@
 -- ARGV[3 .. 2+2n] pairs: identity, orphans JSON  ARGV[3+2n ..] identities alive again
 -- Returns {newly dead, dead_workers_detected, pruned}.
 --
--- Exactly once: a death counts when ZADD NX adds the identity, atomically, so N collectors
+-- Exactly once (lua/dead_set.lua, prepended: dead_add, dead_prune): a death counts when ZADD NX
+-- adds the identity, atomically, so N collectors
 -- seeing the same death count it once, and only that run's view of its jobs is kept. The
 -- record outlives Sidekiq's work hash (which expires 60 s after the last beat), so the page on
 -- orphaned jobs lasts until the retention ends. An identity beating again (a false alarm: a
@@ -22,7 +23,7 @@ local n = tonumber(ARGV[2])
 local newly = 0
 for i = 0, n - 1 do
   local identity, orphans = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
-  if redis.call('ZADD', KEYS[1], 'NX', string.format('%.6f', now), identity) == 1 then
+  if dead_add(KEYS[1], KEYS[3], identity, now) == 1 then
     newly = newly + 1
     redis.call('HSET', KEYS[2], identity, orphans)
   end
@@ -31,17 +32,10 @@ for i = 3 + 2 * n, #ARGV do
   redis.call('ZREM', KEYS[1], ARGV[i])
   redis.call('HDEL', KEYS[2], ARGV[i])
 end
-local expired = redis.call('ZRANGE', KEYS[1], '-inf',
-  string.format('(%.6f', now - tonumber(ARGV[1])), 'BYSCORE', 'LIMIT', 0, 1000)
-local pruned = 0
-for _, identity in ipairs(expired) do
+-- still listed in `processes`: looked at again a retention later, the others pruned meanwhile
+local pruned = dead_prune(KEYS[1], now, tonumber(ARGV[1]), 1000, function(identity)
   redis.call('HDEL', KEYS[2], identity)
-  if redis.call('SISMEMBER', KEYS[4], identity) == 0 then
-    redis.call('ZREM', KEYS[1], identity)
-    pruned = pruned + 1
-  else  -- still listed: look again a retention later, and let the others be pruned meanwhile
-    redis.call('ZADD', KEYS[1], 'XX', string.format('%.6f', now), identity)
-  end
-end
-local total = redis.call('HINCRBY', KEYS[3], 'dead_workers_detected', newly)
+  return redis.call('SISMEMBER', KEYS[4], identity) == 1
+end)
+local total = tonumber(redis.call('HGET', KEYS[3], 'dead_workers_detected') or 0)
 return {newly, total, pruned}
