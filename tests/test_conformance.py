@@ -11,7 +11,7 @@ Each schema's driver runs the same scenario with real workers on a fresh redis-s
   6. depth, registries and failures equal what the system's own API reports;
 and the schema's signal table (catalog `signals`) matches what was emitted. A Driver's flags
 state what a schema truly lacks, from what the real system writes (per_worker, counts_failures,
-running_age, one_per_queue, own_dead: Dramatiq's clean stop stays in its heartbeats). The
+running_age, one_per_queue). The
 series read along the way feed promtool cases at the end (test_promtool_on_recorded_series):
 HighTaskFailureRate fires for the 90 % failing pool, the per-pool rate panel shows no spike
 when workers leave, TasksPendingTooLong fires for the stuck job. The results table is in
@@ -62,9 +62,6 @@ class Driver:
     name: str = ""  # the test id, when one schema has two drivers (BullMQ: Node, Python)
     # arq: a queue's processes share one health-check key: one worker series per queue
     one_per_queue: bool = False
-    # Dramatiq: a clean stop leaves the broker id in the heartbeats, dead after the timeout;
-    # the dead are then those of the system's own rule (see _dramatiq_dead)
-    own_dead: Callable[[redis.Redis], int] | None = None
     running_age: bool = True  # Dramatiq records no start times
     # the busy process is only known when it is the last one (BullMQ, arq, Dramatiq): the
     # others stop cleanly before the long job is sent
@@ -279,16 +276,6 @@ def _dramatiq_own(url: str) -> dict[str, float]:
     return {'task_queue_depth{priority="idle"}': float(_dramatiq_app(url, "qsize", "idle"))}
 
 
-def _dramatiq_dead(client: redis.Redis) -> int:
-    """Broker ids dead by Dramatiq's own rule (dispatch.lua: a heartbeat older than the
-    timeout). A clean stop leaves its id there, as does every producer (enqueueing beats):
-    Dramatiq drops them only in a maintenance pass, which dramatiq_app turns off."""
-    seconds, micros = client.time()
-    now_ms = seconds * 1000 + micros // 1000
-    return client.zcount("dramatiq:__heartbeats__", "-inf",
-                         f"({now_ms - DRAMATIQ_TIMEOUT_MS}")
-
-
 # --- arq (PyPI, build/arq-venv) ---------------------------------------------------------------
 def _arq_start(url: str) -> Process:
     return Process([str(sidevenv.arq_python()), "-m", "arq", "arq_app.WorkerSettings"], url)
@@ -324,11 +311,11 @@ DRIVERS = [
     Driver("bullmq", ["--schema", "bullmq"], _bullmq_py_start, _bullmq_py_enqueue, _bullmq_own,
            _last, per_worker=False, busy_is_last=True, name="bullmq-python",
            later_args=["--bullmq-queues", "work,backlog"]),
-    # no counts, no start times; a clean stop stays in the heartbeats: dead after the timeout
+    # no counts, no start times; a clean stop stays in the heartbeats with no ack set: forgotten
     Driver("dramatiq", ["--schema", "dramatiq", "--dramatiq-heartbeat-timeout", "2",
                         "--dramatiq-queues", "work,slow,idle"], _dramatiq_start,
            _dramatiq_enqueue, _dramatiq_own, _last, queue="slow",
-           counts_failures=False, own_dead=_dramatiq_dead, running_age=False,
+           counts_failures=False, running_age=False,
            busy_is_last=True, backlog="idle"),
     # three processes write one `arq:queue:health-check`, each its own counts over the
     # others': the pool counters undercount (exact with one worker: tests/test_arq.py)
@@ -339,7 +326,6 @@ DRIVERS = [
            backlog_args=["--arq-queues", "arq:queue,arq:backlog"]),
 ]
 NEEDS = {"sidekiq": "sidekiq", "bullmq": "node"}
-DRAMATIQ_TIMEOUT_MS = 2000  # dramatiq_app.HEARTBEAT_TIMEOUT_MS (not imported: it reads the URL)
 
 
 @pytest.fixture
@@ -356,11 +342,6 @@ def _value(result: Result, selector: str) -> float:
 def _pools(result: Result) -> dict[str, float]:
     return {s["pool"]: v for s, v in zip(result.series("workers_alive"),
                                          result.values("workers_alive"), strict=True) if v}
-
-
-def _up(result: Result) -> set[str]:
-    return {s["worker_id"] for s, v in zip(result.series("worker_up"),
-                                           result.values("worker_up"), strict=True) if v}
 
 
 def _counters(result: Result, pool: str) -> tuple[float, float]:
@@ -414,16 +395,9 @@ def _scenario(driver: Driver, url: str, client: redis.Redis, processes: list[Pro
         old = processes[index]
         old.signal(signal.SIGTERM)
         old.proc.wait(30)
-        if driver.own_dead:  # Dramatiq: the stopped worker is dead once its beat is too old
-            workers = _up(result)  # the three alone: a live producer would make four
-            result = poll(lambda r: sum(_pools(r).values()) == after_stop
-                          and r.total("workers_dead") == driver.own_dead(client), "a clean stop")
-            (stopped,) = workers - _up(result)
-            assert result.value("worker_up", worker_id=stopped, worker_name=stopped) == 0
-        else:
-            result = poll(lambda r: sum(_pools(r).values()) == after_stop, "a clean stop")
-            assert result.total("workers_dead") == 0, "a clean stop counted as a death"
-            assert 0.0 not in result.values("worker_up")
+        result = poll(lambda r: sum(_pools(r).values()) == after_stop, "a clean stop")
+        assert result.total("workers_dead") == 0, "a clean stop counted as a death"
+        assert 0.0 not in result.values("worker_up")
         if driver.counts_failures:
             record["leaving"].append(_counters(result, counter_pool)[0])
         processes[index] = driver.start(url)
@@ -454,11 +428,7 @@ def _scenario(driver: Driver, url: str, client: redis.Redis, processes: list[Pro
     busy.signal(signal.SIGKILL)
     args += driver.later_args
     if driver.per_worker:
-        if driver.own_dead:  # and the job it held orphaned in its ack set
-            result = poll(lambda r: r.value("task_queue_orphaned", **running) == 1
-                          and r.total("workers_dead") == driver.own_dead(client), "the death")
-        else:
-            result = poll(lambda r: r.total("workers_dead") == 1, "the death", 30)
+        result = poll(lambda r: r.total("workers_dead") == 1, "the death", 30)
         dead = result.total("workers_dead")
         with ThreadPoolExecutor(2) as pair:
             both = list(pair.map(lambda _: run_tqmon(*args), range(2)))

@@ -48,10 +48,10 @@ def test_dramatiq_workers_queues_death_and_read_only(standalone, processes, monk
     args = ["--schema", "dramatiq", "--redis-url", url, "--collectors", "workers,queues",
             "--dramatiq-heartbeat-timeout", "2", "--dramatiq-queues", "work,slow,idle"]
     result = run_checked(args)
-    up = {s["worker_id"]: v for s, v in zip(result.series("worker_up"),
-                                            result.values("worker_up"), strict=True)}
-    assert set(up) == workers | {producer}
-    assert all(up[w] == 1 for w in workers)
+    up = _up(result)
+    # the producer beat when it enqueued: alive until silent, then forgotten, never dead
+    assert workers <= set(up) <= workers | {producer}
+    assert all(v == 1 for v in up.values())
     assert result.value("task_queue_depth", priority="idle") == 4
     assert result.value("task_queue_depth", priority="work") == 0
     assert result.value("task_queue_registry_jobs", priority="work", registry="dead_letter") == 2
@@ -60,6 +60,19 @@ def test_dramatiq_workers_queues_death_and_read_only(standalone, processes, monk
     assert all(0 <= v < 3 for w, v in zip(result.series("worker_heartbeat_age_seconds"),
                result.values("worker_heartbeat_age_seconds"), strict=True)
                if w["worker_id"] in workers)
+
+    # A clean stop (SIGTERM, idle): its id stays in the heartbeats, silent, with no ack set
+    # left (it gives back the delayed message it may have prefetched): forgotten, not dead.
+    processes[2].signal(signal.SIGTERM)
+    processes[2].proc.wait(30)
+    result = poll_tqmon(args, lambda r: len(workers & _alive(r)) == 2
+                        and producer not in _up(r), 10, "the stopped worker silent")
+    (stopped,) = workers - _alive(result)
+    assert client.zscore("dramatiq:__heartbeats__", stopped) is not None  # still there
+    assert stopped not in _up(result)  # forgotten: no series at all
+    assert result.total("workers_dead") == 0, "a clean stop counted as a death"
+    assert 0.0 not in result.values("worker_up")
+    workers -= {stopped}
 
     # Two slow messages: the slow worker runs one and has prefetched the other; kill it.
     dramatiq_app.hold.send(30)
@@ -75,10 +88,10 @@ def test_dramatiq_workers_queues_death_and_read_only(standalone, processes, monk
     assert all(result.value("worker_up", worker_id=w, worker_name=w) == 1
                for w in workers - {holder})
     assert result.value("task_queue_orphaned", priority="slow", group="dramatiq") == 2
-    # broker ids are uuids: every worker (and this test's enqueuing broker, which beats too)
-    # is in the one pool of the queues watched
+    # broker ids are uuids: every worker is in the one pool of the queues watched
     assert [s["pool"] for s in result.series("workers_dead")] == ["work,slow,idle"]
-    assert result.value("workers_dead", pool="work,slow,idle") >= 1
+    assert result.value("workers_dead", pool="work,slow,idle") == 1  # the holder alone
+    assert _up(result) == {holder: 0.0, **{w: 1.0 for w in workers - {holder}}}
     # ...and the delayed message, if this worker is the one that prefetched it
     held = sum(client.scard(f"dramatiq:__acks__.{holder}.{q}") for q in ("work", "work.DQ"))
     assert result.value("task_queue_orphaned", priority="work", group="dramatiq") == held
@@ -89,6 +102,15 @@ def test_dramatiq_workers_queues_death_and_read_only(standalone, processes, monk
     before = digest(client)
     check_signals("dramatiq", run_checked(args))
     assert digest(client) == before
+
+
+def _up(result) -> dict[str, float]:
+    return {s["worker_id"]: v for s, v in zip(result.series("worker_up"),
+                                              result.values("worker_up"), strict=True)}
+
+
+def _alive(result) -> set[str]:
+    return {w for w, v in _up(result).items() if v == 1}
 
 
 def run_checked(args: list[str]):

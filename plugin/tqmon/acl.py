@@ -129,7 +129,8 @@ def _dramatiq(config: Config) -> list[Need]:
     ns = config.dramatiq_namespace
     queue = f"{ns}:{config.dramatiq_queues[0]}"
     return (_reads("workers", f"{ns}:__heartbeats__", f"~{ns}:*", ("TIME",),
-                   ("ZRANGE", "$K", "0", "0"), ("ZCARD", "$K"))
+                   ("ZRANGE", "$K", "0", "0"), ("ZCARD", "$K"),
+                   ("EXISTS", f"{ns}:__acks__.x.q"))
             + _reads("queues", queue, f"~{ns}:*", ("TIME",), ("LLEN", "$K"),
                      ("HLEN", f"{queue}.DQ.msgs"), ("ZCARD", f"{queue}.XQ"),
                      ("SCARD", f"{ns}:__acks__.x.q"),

@@ -10,17 +10,24 @@ Keys (dramatiq/brokers/redis/dispatch.lua; NS = --dramatiq-namespace, default `d
                                  always empty; the hash holds them all)
   NS:<q>.XQ                      ZSET, the dead-letter queue
 
-A worker is dead once its heartbeat is older than the broker's heartbeat timeout (60 s by
-default), as the broker itself decides. Its ack sets hold its orphaned messages: they are
-requeued only when another worker's random maintenance pass runs, which also drops the dead
-worker from the heartbeats. Dramatiq keeps no list of queues in Redis, so the queues come
-from --dramatiq-queues. Dramatiq records no per-worker task counts, host, start time or
-status: those series are absent for it.
+A broker id whose heartbeat is older than the broker's heartbeat timeout (60 s by default) is
+silent. Silence alone is no death: a clean stop (SIGTERM) requeues the messages it held and
+leaves its id in the heartbeats, exactly as an idle SIGKILL does, and producers beat too (every
+broker command does), so a stopped web process is a silent id as well. A silent id dies only with
+evidence: it still holds a message in an ack set of a watched queue (or its delay queue), work
+that a clean stop would have given back. Such a worker is `worker_up 0`; any other silent id is
+forgotten (no series: stopped, a producer, or died idle, which loses no work). Its ack sets hold
+its orphaned messages: they are requeued only when another worker's random maintenance pass runs,
+which also drops the dead worker from the heartbeats. Dramatiq keeps no list of queues in Redis,
+so the queues come from --dramatiq-queues. Dramatiq does not support Redis Cluster (dispatch.lua
+uses unhashed keys): one node holds the heartbeats and every ack set. Dramatiq records no
+per-worker task counts, host, start time or status: those series are absent for it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 import redis
 
@@ -53,23 +60,49 @@ def _read_heartbeats(client: redis.Redis, key: str) -> tuple[float, list[tuple[b
     return server_time(clock), beats
 
 
+def _ack_sets(ns: str, worker: bytes, queues: Sequence[str]) -> list[bytes]:
+    """A worker's ack sets: one for each queue and its delay queue."""
+    prefix = f"{ns}:__acks__.".encode() + worker + b"."
+    return [prefix + name.encode() for queue in queues for name in (queue, f"{queue}.DQ")]
+
+
+def _holding(client: redis.Redis, ns: str, silent: list[bytes], queues: Sequence[str]
+             ) -> set[bytes]:
+    """The silent ids that still hold a message on a watched queue: one EXISTS over all of an
+    id's ack sets (Redis deletes an empty set), BATCH ids per round trip."""
+    holding: set[bytes] = set()
+    for start in range(0, len(silent), BATCH):
+        batch = silent[start:start + BATCH]
+        replies = connection.pipelined(
+            client, [(b"EXISTS", *_ack_sets(ns, worker, queues)) for worker in batch])
+        for worker, reply in zip(batch, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply  # NOPERM: the collector fails, never a guess either way
+            if reply:
+                holding.add(worker)
+    return holding
+
+
 def collect_workers(ctx: Context) -> Samples:
     timeout = ctx.config.dramatiq_heartbeat_timeout
+    ns, queues = ctx.config.dramatiq_namespace, ctx.config.dramatiq_queues
 
     def work(client: redis.Redis) -> Samples:
         out, skips = Samples(), Skips()
         now, beats = _read_heartbeats(client, _heartbeats(ctx))
+        ages = [(raw_id, max(0.0, now - float(raw_ms) / 1000)) for raw_id, raw_ms in beats]
+        dead = _holding(client, ns, [raw_id for raw_id, age in ages if age > timeout], queues)
         up_rows = out.series("worker_up", WORKER)
         age_rows = out.series("worker_heartbeat_age_seconds", WORKER)
         info_rows = out.series("worker_info", (*WORKER, "hostname"))
         # broker ids are uuids and record nothing else: the pool is the queues watched
-        namer, queues = pools.Namer(ctx.config.worker_pool_pattern), ",".join(
-            ctx.config.dramatiq_queues)
-        for raw_id, raw_ms in beats:
-            worker_id = skips.label(raw_id)
-            out.pools[worker_id] = namer(worker_id, fallback=queues)
-            age = max(0.0, now - float(raw_ms) / 1000)
+        namer, pool = pools.Namer(ctx.config.worker_pool_pattern), ",".join(queues)
+        for raw_id, age in ages:
             up = age <= timeout
+            if not up and raw_id not in dead:
+                continue  # silent, holding nothing: stopped, a producer, or died idle
+            worker_id = skips.label(raw_id)
+            out.pools[worker_id] = namer(worker_id, fallback=pool)
             up_rows.append(((worker_id, worker_id), 1.0 if up else 0.0))
             age_rows.append(((worker_id, worker_id), age))
             info_rows.append(((worker_id, worker_id, ""), 1.0))  # Dramatiq records no host
@@ -112,9 +145,8 @@ def collect_queues(ctx: Context) -> Samples:
                     skips["wrong_type"] += 1
                 else:
                     out.add(metric, labels, float(value))
-        # a worker's ack sets: one for each queue and its delay queue
-        sets = [(queue, f"{ns}:__acks__.".encode() + worker + f".{name}".encode())
-                for worker in dead for queue in queues for name in (queue, f"{queue}.DQ")]
+        sets = [(queue, key) for worker in dead for queue in queues
+                for key in _ack_sets(ns, worker, (queue,))]
         orphaned: Counter[str] = Counter({queue: 0 for queue in queues})
         for start in range(0, len(sets), BATCH):
             batch = sets[start:start + BATCH]
