@@ -336,6 +336,10 @@ def bench_rq(count: int, runs: int, floor: float | None) -> None:
         tqmon = [sys.executable, "-m", "tqmon", "--schema", "rq", "--redis-url", server.url,
                  "--collectors", "workers,queues", "--timeout", "30"]
         exporter = [python, "-c", RQ_EXPORTER_DRIVER, server.url, "once"]
+        # first, while the dead workers' hashes live (RQ's grace: they expire 30 s from now)
+        full = subprocess.run(tqmon, capture_output=True, text=True, env=_env(), check=True)
+        families = {f.name: f for f in text_string_to_metric_families(full.stdout)}
+        reported_dead = sum(1 for s in families["worker_up"].samples if s.value == 0)
         if floor is None:
             run(FLOOR)
             floor = statistics.median(run(FLOOR)[0] for _ in range(runs))
@@ -351,9 +355,6 @@ def bench_rq(count: int, runs: int, floor: float | None) -> None:
         result = subprocess.run([python, "-c", RQ_EXPORTER_DRIVER, server.url, "time",
                                  str(runs)], capture_output=True, text=True, check=True)
         ex_collect = float(result.stdout)
-        full = subprocess.run(tqmon, capture_output=True, text=True, env=_env(), check=True)
-        families = {f.name: f for f in text_string_to_metric_families(full.stdout)}
-        reported_dead = sum(1 for s in families["worker_up"].samples if s.value == 0)
         delta = commands_of_one_run([server], tqmon)[server.address]
     finally:
         server.stop()
