@@ -140,6 +140,8 @@ def test_other_schemas_are_capped_and_pooled_too(standalone, client):
     now_ms = int(client.time()[0]) * 1000
     client.zadd("dramatiq:__heartbeats__", {f"dq-{n}": now_ms for n in range(7)}
                 | {f"dq-{n}": now_ms - 3_600_000 for n in range(7, 9)})
+    for n in (7, 8):  # silent while holding a message: dead (without it, a clean stop)
+        client.sadd(f"dramatiq:__acks__.dq-{n}.default", f"message-{n}")
     result = _run(standalone.url, "--schema", "dramatiq", "--max-worker-series", "3")
     assert len(_reported(result)) == 3 and {"dq-7", "dq-8"} <= _reported(result)
     assert result.value("tqmon_worker_series_omitted") == 6
