@@ -14,12 +14,10 @@ gives the committed rule file and dashboard (tests/test_mixin.py checks it with 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import re
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -28,20 +26,12 @@ sys.path.insert(0, str(ROOT))
 
 from tqmon.catalog import CatalogError  # noqa: E402
 
-from devtools import catalog_source, slos, views  # noqa: E402
+from devtools import catalog_source, generator, slos, views  # noqa: E402
 
 OUTPUT = HERE / "mixin.libsonnet"
 JSONNETFILE = HERE / "jsonnetfile.json"
 SELECTOR_MARK = 'tqmon_mixin_marker="selector"'
 RUNBOOK_MARK = "https://tqmon-mixin.invalid/runbook"
-
-
-def _generator(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"{name}_generate", ROOT / name / "generate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _percent(value: float) -> str:
@@ -171,8 +161,8 @@ def render() -> str:
                                "prints whole numbers without the .0)")
     marks = Marks(settings["params"], [s.name for s in objectives.objectives])
     marked = views.parse_views(document, marks.overrides)
-    rules = _generator("alerts").rules(marked)["groups"]
-    dashboard = json.loads(_generator("dashboards").render(marked))
+    rules = generator("alerts").rules(marked)["groups"]
+    dashboard = json.loads(generator("dashboards").render(marked))
     names = {s.slo: s.name for s in objectives.objectives}
     titles = {f"{s.title}: " for s in objectives.objectives}
     panel_slo = {p["id"]: next(s.name for s in objectives.objectives

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
-from functools import cache
 from pathlib import Path
-from types import ModuleType
 
 import yaml
 
@@ -21,16 +18,6 @@ OVERRIDES_EXAMPLE = ROOT / "alerts" / "overrides.example.yaml"
 # Grafana's interval variables, as promtool must see them to parse a dashboard query.
 GRAFANA_INTERVALS = {"$__rate_interval": "1m", "$__interval": "30s", "$__range": "3h"}
 LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.*),\s*(?P<label>\w+)\)$")
-
-
-@cache
-def generator(name: str) -> ModuleType:
-    """dashboards/generate.py or alerts/generate.py, imported from its file."""
-    spec = importlib.util.spec_from_file_location(f"{name}_generate", ROOT / name / "generate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:

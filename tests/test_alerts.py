@@ -6,18 +6,10 @@ import re
 
 import pytest
 import yaml
-from provisioning_helpers import (
-    OVERRIDES_EXAMPLE,
-    RULE_TESTS,
-    RULES,
-    RUNBOOK,
-    generator,
-    load_rules,
-    promtool,
-)
+from provisioning_helpers import OVERRIDES_EXAMPLE, RULE_TESTS, RULES, RUNBOOK, load_rules, promtool
 from tqmon import catalog
 
-from devtools import catalog_source, views
+from devtools import catalog_source, generator, views
 
 REQUIRED = {
     # the original system's four

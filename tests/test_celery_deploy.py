@@ -33,9 +33,9 @@ from adapter_helpers import (
 )
 from celery import Celery
 from helpers import TQMON, Result, check_exposition, run_tqmon
-from provisioning_helpers import generator, promtool
+from provisioning_helpers import promtool
 
-from devtools import devcluster
+from devtools import devcluster, generator
 
 BEAT = "1"
 CELERY = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-c", "2",

@@ -8,7 +8,9 @@ from collections.abc import Callable
 
 import dashboard_lint
 import pytest
-from provisioning_helpers import DASHBOARD, OVERRIDES_EXAMPLE, generator, load_dashboard
+from provisioning_helpers import DASHBOARD, OVERRIDES_EXAMPLE, load_dashboard
+
+from devtools import generator
 
 LINT_FILE = DASHBOARD.parent / ".lint"
 # The rules the issue names, as the linter names them.

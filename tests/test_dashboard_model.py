@@ -9,7 +9,9 @@ from collections.abc import Callable
 
 import dashboard_model
 import pytest
-from provisioning_helpers import OVERRIDES_EXAMPLE, generator, load_dashboard, panels
+from provisioning_helpers import OVERRIDES_EXAMPLE, load_dashboard, panels
+
+from devtools import generator
 
 
 @pytest.fixture(scope="module")

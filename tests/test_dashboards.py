@@ -7,18 +7,10 @@ import subprocess
 
 import pytest
 import yaml
-from provisioning_helpers import (
-    DASHBOARD,
-    ROOT,
-    as_promql,
-    generator,
-    load_dashboard,
-    load_rules,
-    panels,
-)
+from provisioning_helpers import DASHBOARD, ROOT, as_promql, load_dashboard, load_rules, panels
 from tqmon import catalog
 
-from devtools import catalog_source, slos, views
+from devtools import catalog_source, generator, slos, views
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 ROWS = ["Overview", "Redis nodes", "Replication", "Cluster", "Sentinel", "Pools", "Workers",

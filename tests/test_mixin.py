@@ -4,7 +4,6 @@ give for the same overrides."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import _jsonnet
@@ -12,7 +11,9 @@ import dashboard_lint
 import mixtool_lint
 import pytest
 import yaml
-from provisioning_helpers import DASHBOARD, ROOT, RULES, generator, load_dashboard
+from provisioning_helpers import DASHBOARD, ROOT, RULES, load_dashboard
+
+from devtools import generator
 
 MIXIN = ROOT / "mixin"
 EVALUATE = """
@@ -42,15 +43,8 @@ def default() -> dict:
     return evaluate()
 
 
-def _mixin_generator():
-    spec = importlib.util.spec_from_file_location("mixin_generate", MIXIN / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_committed_mixin_is_current():
-    assert _mixin_generator().main(["--check"]) == 0, "stale: run `make mixin`"
+    assert generator("mixin").main(["--check"]) == 0, "stale: run `make mixin`"
 
 
 def test_jsonnet_bundler_can_install_it():

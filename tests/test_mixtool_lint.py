@@ -7,7 +7,9 @@ import pytest
 import yaml
 from mixtool_lint import RULES as LINT_RULES
 from mixtool_lint import check, lint, load_exclusions
-from provisioning_helpers import OVERRIDES_EXAMPLE, ROOT, RULES, generator
+from provisioning_helpers import OVERRIDES_EXAMPLE, ROOT, RULES
+
+from devtools import generator
 
 LINT_FILE = ROOT / "mixin" / ".lint"  # where `mixtool lint mixin/mixin.libsonnet` reads it
 

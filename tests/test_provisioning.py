@@ -12,7 +12,6 @@ import yaml
 from provisioning_helpers import (
     check_parses,
     dashboard_exprs,
-    generator,
     load_dashboard,
     load_rules,
     panels,
@@ -21,7 +20,7 @@ from provisioning_helpers import (
 )
 from tqmon import catalog
 
-from devtools import catalog_source, views
+from devtools import catalog_source, generator, views
 
 # Independent of views.promql_refs: a name directly followed by "{" is a metric selector.
 SELECTOR_NAME = re.compile(r"([a-zA-Z_][a-zA-Z0-9_:]*)\{")

@@ -8,15 +8,9 @@ import re
 
 import pytest
 import yaml
-from provisioning_helpers import (
-    OVERRIDES_EXAMPLE,
-    ROOT,
-    RULES,
-    RUNBOOK,
-    generator,
-    load_dashboard,
-    load_rules,
-)
+from provisioning_helpers import OVERRIDES_EXAMPLE, ROOT, RULES, RUNBOOK, load_dashboard, load_rules
+
+from devtools import generator
 
 _LINK = re.compile(r"\]\(([^)]*#[^)]*)\)")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import slo_scenarios
-from provisioning_helpers import generator, load_rules
+from provisioning_helpers import load_rules
 from tqmon import catalog
 
-from devtools import catalog_source, slos, views
+from devtools import catalog_source, generator, slos, views
 
 
 def test_scenario_tests_are_current():
