@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from .devcluster import HOST, DevClusterError, RedisServer, free_port, start_rep
 
 MASTER_NAME = "tqmon-master"
 DOWN_AFTER_MS = 1000  # short: a SIGSTOPped master is failed over within a few seconds
+ATTEMPT_S = 12  # a forced failover that has not moved the master by then is asked for again
 
 
 def redis_sentinel_binary() -> str:
@@ -144,17 +146,36 @@ class SentinelSet:
     def wait_ready(self, timeout: float = 30) -> None:
         wait_for(self.ready, timeout, "the sentinels to see every replica and each other", 0.1)
 
-    def failover(self, timeout: float = 30) -> str:
+    def failover(self, timeout: float = 60) -> str:
         """SENTINEL FAILOVER; returns the new master's address once every sentinel names it
-        and it answers as a master."""
+        and it answers as a master.
+
+        A forced failover Sentinel accepts can still abort (no replica good enough in its last
+        INFO, the promotion slower than failover-timeout on a loaded machine) and is not
+        retried by Sentinel itself: it is asked for again until the master moves."""
         old = self.master_address()
+        end = time.monotonic() + timeout
         # a failover just before leaves replicas resyncing with the new master: Sentinel then
         # finds no good replica and aborts this one, so wait until they are in step
         wait_for(lambda: self.ready() and self.replicas_in_sync(old), timeout,
                  "the replicas to be in sync with the master", 0.1)
-        wait_for(lambda: self.sentinels[0].client().execute_command(
-            "SENTINEL", "FAILOVER", MASTER_NAME) is not None, timeout, "SENTINEL FAILOVER", 0.2)
-        return self.wait_master_moved(old, timeout)
+        while True:
+            with contextlib.suppress(redis.ResponseError):  # INPROG, NOGOODSLAVE: wait, ask again
+                self.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
+            try:
+                return self.wait_master_moved(old, min(ATTEMPT_S, max(end - time.monotonic(), 1)))
+            except DevClusterError as exc:
+                if time.monotonic() >= end:
+                    raise DevClusterError(f"{exc}; the sentinels' log:\n{self.log_tail()}") from exc
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The last lines of every sentinel's log (why a failover aborted: -failover-abort-*)."""
+        out = []
+        for s in self.sentinels:
+            with contextlib.suppress(OSError):
+                tail = (s.workdir / "sentinel.log").read_text(errors="replace").splitlines()
+                out += [f"{s.address}: {line}" for line in tail[-lines:]]
+        return "\n".join(out)
 
     def replicas_in_sync(self, master: str) -> bool:
         """Every other running data node replicates `master` with its link up."""

@@ -38,7 +38,7 @@ from adapter_helpers import TESTS, Process, check_signals, poll_tqmon, started_p
 from helpers import Result, run_tqmon
 from provisioning_helpers import promtool
 
-from devtools import devcluster, sidevenv, views
+from devtools import child_env, devcluster, sidevenv, views
 
 RUNNING = 2.0  # seconds a job must have run to show in the running age
 TOTAL, FAILING = 20, 18  # 90 % failing, at HighTaskFailureRate's minimum volume
@@ -484,7 +484,8 @@ def test_promtool_on_recorded_series(tmp_path):
     overrides.write_text(yaml.safe_dump({"params": {"pending_too_long_seconds": 60}}))
     rules = tmp_path / "rules.yaml"
     subprocess.run([sys.executable, str(TESTS.parent / "alerts" / "generate.py"),
-                    "--overrides", str(overrides), "--output", str(rules)], check=True)
+                    "--overrides", str(overrides), "--output", str(rules)], check=True,
+                   env=child_env())
     panel = next(q for _, panels in views.load_views().rows for p in panels
                  if p.title == "Tasks finished per pool" for q, _ in p.targets)
     rate = panel.replace("$__rate_interval", "5m").replace("$job", ".+").replace(

@@ -248,8 +248,10 @@ def collect(ctx: Context) -> Samples:
             streams += answer[0]
             skips.update(answer[1])
     streams = _follow_ask(ctx, streams, skips)
-    if by_node and not streams and skips["unreachable"]:
-        raise NodeDown("no queue stream could be read")  # each node's failure is on stderr
+    if not streams and skips["unreachable"]:
+        if not by_node and ctx.topology.sentinel is None:  # not said by any node's failure
+            raise ConnectionError("no reachable master is known for the queue streams")
+        raise NodeDown("no queue stream could be read")  # each node's (or sentinel's) line
     names = {c["name"] for s in streams for g in s.groups.values()
              for c in [*(g.pending or {}).get("consumers", []), *g.consumers]}
     try:
