@@ -94,6 +94,12 @@ class SentinelServer:
         return dict(zip(reply[::2], reply[1::2], strict=False)) if isinstance(reply, list) \
             else dict(reply)
 
+    def replicas(self) -> list[dict[str, str]]:
+        """SENTINEL REPLICAS: this sentinel's view of each replica, as field: value."""
+        reply = self.client().execute_command("SENTINEL", "REPLICAS", MASTER_NAME)
+        return [dict(zip(r[::2], r[1::2], strict=False)) if isinstance(r, list) else dict(r)
+                for r in reply]
+
     def signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signum)
@@ -135,13 +141,18 @@ class SentinelSet:
         return self.server(self.master_address())
 
     def ready(self, live: Sequence[SentinelServer] | None = None) -> bool:
-        """Every live sentinel sees the same master, its replicas and the other sentinels."""
+        """Every live sentinel sees the same master, its replicas as linked replicas and the
+        other sentinels. A sentinel refreshes a replica's INFO every 10 s: just after a
+        failover it still sees the old master as a master with a broken link, and a failover
+        asked for then may find no replica good enough and abort."""
         live = list(self.sentinels if live is None else live)
         views = [s.master() for s in live]
         replicas = len(self.servers) - 1
         return all(v["flags"] == "master" and int(v["num-slaves"]) >= replicas
                    and int(v["num-other-sentinels"]) >= len(self.sentinels) - 1 for v in views) \
-            and len({(v["ip"], v["port"]) for v in views}) == 1
+            and len({(v["ip"], v["port"]) for v in views}) == 1 \
+            and all(r["flags"] == "slave" and r["role-reported"] == "slave"
+                    and r["master-link-status"] == "ok" for s in live for r in s.replicas())
 
     def wait_ready(self, timeout: float = 30) -> None:
         wait_for(self.ready, timeout, "the sentinels to see every replica and each other", 0.1)
