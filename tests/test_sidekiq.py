@@ -111,10 +111,10 @@ def test_sidekiq_processes_queues_death_and_orphans(standalone, processes):
     # a job that sleeps on the first process, which is then SIGKILLed: nothing cleans up
     _enqueue(url, "SleepJob", "slow", 1, "60")
     busy = {"worker_id": ids[0], "worker_name": ids[0]}
-    poll_tqmon(args, lambda r: r.values("worker_jobs_running", **busy) == [1.0], 10,
+    poll_tqmon(args, lambda r: r.values("worker_jobs_running", **busy) == [1.0], 30,
                "the sleeping job")
     processes[0].signal(signal.SIGKILL)
-    result = poll_tqmon(args, lambda r: r.values("worker_up", **busy) == [0.0], 10,
+    result = poll_tqmon(args, lambda r: r.values("worker_up", **busy) == [0.0], 30,
                         "the killed process's death")
     assert result.value("worker_up", worker_id=ids[1], worker_name=ids[1]) == 1
     assert result.total("workers_dead") == 1 and result.total("workers_alive") == 1
@@ -127,17 +127,28 @@ def test_sidekiq_processes_queues_death_and_orphans(standalone, processes):
         results = list(pool.map(lambda _: run_tqmon(*args), range(4)))
     assert {r.value("dead_workers_detected_total") for r in results} == {1.0}
 
-    # a collection writes none of Sidekiq's keys (the live process is frozen: it writes)
+    # a collection that records a death writes none of Sidekiq's keys: the live process,
+    # frozen so that it writes nothing either, is dead once its last beat is TIMEOUT old (how
+    # soon a loaded machine runs tqmon after the SIGSTOP decides nothing)
+    frozen = {"worker_id": ids[1], "worker_name": ids[1]}
     processes[1].signal(signal.SIGSTOP)
+    poll_tqmon([*args, "--read-only"], lambda r: r.values("worker_up", **frozen) == [0.0], 30,
+               "the frozen process's beat to time out")
     before = _theirs(client)
     result = run_tqmon(*args)
     assert _theirs(client) == before
+    assert result.value("dead_workers_detected_total") == 2
     # --read-only writes nothing at all, tqmon's keys included
     everything = digest(client)
     run_tqmon(*args, "--read-only")
     assert digest(client) == everything
-    # a clean stop deregisters (no death), and leaves no live Sidekiq to prune members
+    # beating again, it is alive and its death forgotten (the counter keeps it: never falls)
     processes[1].signal(signal.SIGCONT)
+    result = poll_tqmon(args, lambda r: r.values("worker_up", **frozen) == [1.0], 30,
+                        "the thawed process's beat")
+    assert result.total("workers_dead") == 1 and result.value("dead_workers_detected_total") == 2
+    assert client.zscore("{tq}:sidekiq:dead", ids[1]) is None
+    # a clean stop deregisters (no death), and leaves no live Sidekiq to prune members
     processes[1].signal(signal.SIGTERM)
     processes[1].proc.wait(30)
 
@@ -159,7 +170,7 @@ def test_sidekiq_processes_queues_death_and_orphans(standalone, processes):
     result = run_tqmon(*args, "--dead-retention", "0.001")
     result = run_tqmon(*args, "--dead-retention", "0.001")
     assert result.value("task_queue_orphaned", priority="slow", group="sidekiq") == 0
-    assert result.value("dead_workers_detected_total") == 1
+    assert result.value("dead_workers_detected_total") == 2
     assert result.values("worker_up", **busy) == [] and result.total("workers_dead") == 0
     check_signals("sidekiq", first, result)
 
