@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from tqmon import catalog
 from devtools import child_env
 
 TQMON = [sys.executable, "-m", "tqmon"]
+TIMED_TQMON = [sys.executable, str(Path(__file__).with_name("timed_tqmon.py"))]
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
@@ -26,6 +28,7 @@ class Result:
     stderr: str
     elapsed: float
     samples: list = field(default_factory=list)  # prometheus_client Sample tuples
+    run_seconds: float | None = None  # from after start-up to the answer (run_tqmon(timed=))
 
     def values(self, metric: str, **labels: str) -> list[float]:
         return [s.value for s in self.samples if s.name == metric
@@ -91,13 +94,26 @@ def env_without_checkout(**extra: str) -> dict[str, str]:
 
 
 def run_tqmon(*args: str, env: dict[str, str] | None = None, secret: str | None = None,
-              timeout: float = 30, check_output: bool = True) -> Result:
+              timeout: float = 30, check_output: bool = True, timed: bool = False) -> Result:
+    """`timed`: run_seconds is the run without the interpreter's start-up (tests/timed_tqmon.py),
+    what a deadline test bounds."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TQMON_")}
     full_env.update(env or {})
+    timing = None
+    if timed:
+        fd, name = tempfile.mkstemp(prefix="tqmon-timed-")
+        os.close(fd)
+        full_env["TIMED_TQMON_FILE"], timing = name, Path(name)
     started = time.monotonic()
-    proc = subprocess.run([*TQMON, *args], capture_output=True, text=True, env=full_env,
-                          timeout=timeout)
-    result = Result(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+    try:
+        proc = subprocess.run([*(TIMED_TQMON if timed else TQMON), *args], capture_output=True,
+                              text=True, env=full_env, timeout=timeout)
+        result = Result(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+        if timing:
+            result.run_seconds = float(timing.read_text())
+    finally:
+        if timing:
+            timing.unlink()
     assert "Traceback" not in proc.stderr, proc.stderr
     if secret:
         assert secret not in proc.stdout and secret not in proc.stderr
