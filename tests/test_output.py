@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -55,13 +56,16 @@ def test_concurrent_reader_never_sees_a_partial_file(standalone, tmp_path):
     proc = _start_loop(standalone.url, path)
     contents: set[str] = set()
     reads = 0
-    deadline = time.monotonic() + 4
+    deadline, reading_until = time.monotonic() + 30, None  # a loaded machine starts slowly
     try:
-        while time.monotonic() < deadline:
+        while (now := time.monotonic()) < deadline and not (
+                reading_until and now > reading_until and len(contents) > 5):
             try:
                 text = path.read_text()
             except FileNotFoundError:
+                time.sleep(0.01)  # not started yet: leave the CPU to the loop's start-up
                 continue
+            reading_until = reading_until or now + 4  # 4 s of reads once it writes
             reads += 1
             assert text.endswith('tqmon_build_info{version="0.1.0"} 1.0\n'), text[-200:]
             contents.add(text)
@@ -93,16 +97,31 @@ def test_signal_during_interval_leaves_complete_file_and_no_temp(standalone, tmp
                                          node_id=standalone.address) == 1
 
 
+def _wait_node_up(path, address: str, value: str) -> None:
+    """Until the loop's file says the node's `redis_cluster_node_up` is `value`."""
+    sample = re.compile(rf'^redis_cluster_node_up\{{[^}}]*node_id="{re.escape(address)}"[^}}]*\}} '
+                        rf'{re.escape(value)}$', re.MULTILINE)
+    deadline = time.monotonic() + 30  # a loaded machine: seconds to start, --timeout 1 each
+    while True:
+        try:
+            if sample.search(path.read_text()):
+                return
+        except FileNotFoundError:
+            pass
+        assert time.monotonic() < deadline, f"no node_up {value} in {path}"
+        time.sleep(0.05)
+
+
 def test_interval_keeps_going_while_redis_is_down_and_back(standalone, tmp_path):
     path = tmp_path / "tqmon.prom"
     proc = _start_loop(standalone.url, path, interval="0.1")
     try:
-        time.sleep(1)
+        _wait_node_up(path, standalone.address, "1.0")
         standalone.signal(signal.SIGSTOP)
-        time.sleep(2.5)
+        _wait_node_up(path, standalone.address, "0.0")
         down = read_textfile(path)
         standalone.signal(signal.SIGCONT)
-        time.sleep(1.5)
+        _wait_node_up(path, standalone.address, "1.0")
         up = read_textfile(path)
     finally:
         standalone.signal(signal.SIGCONT)
