@@ -337,7 +337,9 @@ def test_read_only_waiting_age_needs_memory(server, processes):
     processes.append(Process([*TQMON, *BASE, "--redis-url", url, "--read-only", "--collectors",
                               "queues", "--listen", f"127.0.0.1:{port}"], url))
 
-    def scrape() -> tuple[float, float] | None:
+    def scrape() -> tuple[float, float, float] | None:
+        """(before, after, age): the scrape read the age somewhere between the two."""
+        before = time.monotonic()
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
                 text = r.read().decode()
@@ -345,15 +347,16 @@ def test_read_only_waiting_age_needs_memory(server, processes):
             return None
         age = Result(0, text, "", 0.0, check_exposition(text)).value(
             "task_queue_oldest_waiting_age_seconds", priority="waiting", group="celery")
-        return time.monotonic(), age
+        return before, time.monotonic(), age
 
-    wait_for(lambda: scrape() is not None, 15, "tqmon --listen")
+    wait_for(lambda: scrape() is not None, 30, "tqmon --listen")
     first = scrape()
     time.sleep(1.5)  # the age must grow by the time between two scrapes
     second = scrape()
     assert first is not None and second is not None
-    assert abs((second[1] - first[1]) - (second[0] - first[0])) < 1, (first, second)
-    assert second[1] >= 1.0
+    grown = second[2] - first[2]  # within the time between the scrapes, however slow each was
+    assert second[0] - first[1] - 0.1 <= grown <= second[1] - first[0] + 0.1, (first, second)
+    assert second[2] >= 1.0
     assert digest(client) == before
     result = run_tqmon(*BASE, "--redis-url", url, "--read-only", "--collectors", "queues")
     assert result.value("task_queue_depth", priority="waiting") == 2
