@@ -53,7 +53,7 @@ def test_arq_queue_in_progress_deferred_health_and_read_only(standalone, process
     def settled(r) -> bool:
         return r.value("task_queue_pending", priority="arq:queue", group="arq") == 1
 
-    result = first = poll_tqmon(_args(url), settled, 10, "the long job in progress")
+    result = first = poll_tqmon(_args(url), settled, 30, "the long job in progress")
     assert result.value("task_queue_depth", priority="arq:queue") == 0
     assert result.value("task_queue_registry_jobs", priority="arq:queue",
                         registry="deferred") == 1
@@ -80,7 +80,7 @@ def test_arq_queue_in_progress_deferred_health_and_read_only(standalone, process
     started = client.pttl("arq:in-progress:" + client.zrange("arq:queue", 0, 0)[0].decode())
     running = {"priority": "arq:queue", "group": "arq"}
     result = poll_tqmon(_args(url), lambda r: r.value(
-        "task_queue_oldest_pending_idle_seconds", **running) >= 1.0, 10, "the running age")
+        "task_queue_oldest_pending_idle_seconds", **running) >= 1.0, 30, "the running age")
     assert result.value("task_queue_oldest_pending_idle_seconds", **running) <= (
         time.time() - enqueued_at + 1)
     assert 0 < started <= 310_000

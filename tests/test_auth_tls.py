@@ -184,7 +184,7 @@ def test_tls_to_a_sentinel_and_the_master_it_names(tls):
     try:
         args = ["--sentinel", f"rediss://127.0.0.1:{port}", "--sentinel-master", MASTER_NAME,
                 "--tls-ca-file", tls["ca"], "--tls-server-name", "redis.test"]
-        poll_tqmon(args, lambda r: r.values("redis_cluster_sentinel_up") == [1], 15,
+        poll_tqmon(args, lambda r: r.values("redis_cluster_sentinel_up") == [1], 30,
                    "the TLS sentinel")
         result = run_tqmon(*args)
         assert result.returncode == 0 and result.stderr == ""

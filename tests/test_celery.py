@@ -184,7 +184,7 @@ def test_celery_listen_mode_remembers_in_the_process():
     beater = threading.Thread(target=beat, daemon=True)
     beater.start()
     try:
-        wait_for(lambda: _reachable(port), 15, "tqmon --listen")
+        wait_for(lambda: _reachable(port), 30, "tqmon --listen")
         result = scrape()
         assert _up(result, "fake@host") == 1
         assert result.value("worker_tasks_processed_total", worker_id="fake@host",
@@ -296,7 +296,7 @@ def test_celery_deaths_counted_however_many_are_retained(standalone):
         stop.set()
         beater.join()
     assert _up(result, "new@host") == 1
-    result = poll_tqmon(args, lambda r: _up(r, "new@host") == 0, 10, "new@host's death")
+    result = poll_tqmon(args, lambda r: _up(r, "new@host") == 0, 30, "new@host's death")
     assert result.value("dead_workers_detected_total") == 1201
 
 
@@ -346,7 +346,7 @@ def test_celery_unreadable_pidbox_binding_is_said_and_deaths_still_count(tmp_pat
                 "hostname": "fake@host", "type": "worker-heartbeat", "freq": 0.5})
             assert time.monotonic() < deadline, "fake@host never heard"
             time.sleep(0.1)
-        wait_for(lambda: 'dead_workers_detected_total 1.0' in path.read_text(), 15,
+        wait_for(lambda: 'dead_workers_detected_total 1.0' in path.read_text(), 30,
                  "the silent worker counted dead")
         result = read_textfile(path)
         assert result.value("tqmon_collector_up", collector="workers") == 1

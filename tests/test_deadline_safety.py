@@ -48,7 +48,7 @@ def test_a_dribbling_node_leaks_no_socket_or_thread(standalone):
                             stderr=subprocess.PIPE, text=True, env=env)
     base = f"http://127.0.0.1:{port}/metrics"
     try:
-        devcluster.wait_for(lambda: _scrape(base), 10, "the listener")
+        devcluster.wait_for(lambda: _scrape(base), 30, "the listener")
         _scrape(base)
         time.sleep(0.3)
         first = _fds_and_threads(proc.pid)

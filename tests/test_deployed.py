@@ -232,7 +232,7 @@ def test_half_the_fleet_killed_pages_once(deployed):
     assert "WorkerDown" not in chat
     # the same alerts in both Prometheus servers, each once, whatever the number of agents
     # (their evaluations are not in step: wait until both have seen the same)
-    devcluster.wait_for(lambda: _firing(deployed.three) == _firing(deployed.one), 15,
+    devcluster.wait_for(lambda: _firing(deployed.three) == _firing(deployed.one), 30,
                         "the same firing alerts in both", 0.2)
     names = [name for name, _ in _firing(deployed.three)]
     assert names.count("WorkersLost") == 1 and names.count("WorkerDown") == FLEET // 2

@@ -66,7 +66,7 @@ def test_dramatiq_workers_queues_death_and_read_only(standalone, processes, monk
     processes[2].signal(signal.SIGTERM)
     processes[2].proc.wait(30)
     result = poll_tqmon(args, lambda r: len(workers & _alive(r)) == 2
-                        and producer not in _up(r), 10, "the stopped worker silent")
+                        and producer not in _up(r), 30, "the stopped worker silent")
     (stopped,) = workers - _alive(result)
     assert client.zscore("dramatiq:__heartbeats__", stopped) is not None  # still there
     assert stopped not in _up(result)  # forgotten: no series at all
@@ -77,7 +77,7 @@ def test_dramatiq_workers_queues_death_and_read_only(standalone, processes, monk
     # Two slow messages: the slow worker runs one and has prefetched the other; kill it.
     dramatiq_app.hold.send(30)
     dramatiq_app.hold.send(30)
-    wait_for(lambda: client.llen("dramatiq:slow") == 0, 10, "the slow worker to fetch both")
+    wait_for(lambda: client.llen("dramatiq:slow") == 0, 30, "the slow worker to fetch both")
     holder = next(w for w in workers if client.scard(f"dramatiq:__acks__.{w}.slow"))
     killed_at = time.monotonic()
     processes[0].signal(signal.SIGKILL)

@@ -81,7 +81,7 @@ def test_textfile_reaches_prometheus_through_node_exporter(running):
     listen = running.query('count(redis_cluster_node_up{job="tqmon"})')
     assert node[0]["value"][1] == listen[0]["value"][1] == "6"
     # absent() held before the first scrape; the next evaluations clear it
-    devcluster.wait_for(lambda: running.alert_states("TqmonAbsent") == set(), 10,
+    devcluster.wait_for(lambda: running.alert_states("TqmonAbsent") == set(), 30,
                         "TqmonAbsent to clear")
 
 

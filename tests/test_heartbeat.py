@@ -80,7 +80,7 @@ def test_redis_errors_never_reach_the_worker(caplog):
         assert any("tqmon heartbeat" in r.getMessage() for r in caplog.records)
         server.restart()  # same port, empty data: the next beat registers again
         devcluster.wait_for(lambda: server.client().zscore("{tq}:workers", hb.worker_id),
-                            5, "re-registration")
+                            30, "re-registration")
         fields = server.client().hgetall(f"{{tq}}:worker:{hb.worker_id}")
         assert fields["tasks_processed"] == "2" and fields["tasks_failed"] == "1"
         hb.stop()

@@ -150,7 +150,7 @@ def test_systemd_interval_recipe_feeds_node_exporter(server, tmp_path):
                             env=_env({"TQMON_REDIS_PASSWORD": PASSWORD}))
     exporter, url = _node_exporter(tmp_path)
     try:
-        devcluster.wait_for(lambda: (tmp_path / "tqmon.prom").exists(), 10, "the textfile")
+        devcluster.wait_for(lambda: (tmp_path / "tqmon.prom").exists(), 30, "the textfile")
         for _ in range(3):  # node_exporter reads it whole while tqmon keeps rewriting it
             _textfile_ok(_scrape(url))
             time.sleep(0.3)

@@ -43,7 +43,7 @@ def test_orphans_outlive_the_pruning_of_their_dead_worker(standalone, workers):
     victim = Worker(standalone.url, "victim", "--consume", "--prefetch", "3",
                     "--task-seconds", "30", ttl=1, interval=0.3)
     workers.append(victim)
-    devcluster.wait_for(lambda: client.xpending(HIGH, "workers")["pending"] == 3, 10,
+    devcluster.wait_for(lambda: client.xpending(HIGH, "workers")["pending"] == 3, 30,
                         "the victim to take 3 entries")
     victim.signal(signal.SIGKILL)
     victim.proc.wait(5)

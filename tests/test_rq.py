@@ -44,7 +44,7 @@ def test_rq_workers_jobs_death_and_read_only(standalone, processes):
     client = redis.Redis.from_url(url)
     processes += [_start(url, "w1", "work"), _start(url, "w2", "work"),
                   _start(url, "w3", "work", "other")]
-    wait_for(lambda: client.scard("rq:workers") == 3, 15, "three registered workers")
+    wait_for(lambda: client.scard("rq:workers") == 3, 30, "three registered workers")
 
     work, backlog = Queue("work", connection=client), Queue("backlog", connection=client)
     for i in range(6):
@@ -83,13 +83,13 @@ def test_rq_workers_jobs_death_and_read_only(standalone, processes):
 
     # SIGKILL w1 in the middle of a job: no deregistration, its hash lives on for TTL + 60 s
     work.enqueue(rq_jobs.sleep, 30)
-    wait_for(lambda: work.started_job_registry.count == 1, 10, "the long job to start")
+    wait_for(lambda: work.started_job_registry.count == 1, 30, "the long job to start")
     busy = next(p for p, name in zip(processes, ("w1", "w2", "w3"), strict=True)
                 if client.hget(f"rq:worker:{name}", "state") == b"busy")
     busy_name = ("w1", "w2", "w3")[processes.index(busy)]
     killed_at = time.monotonic()
     busy.signal(signal.SIGKILL)
-    result = poll_tqmon(args, lambda r: _up(r, busy_name) == 0, 10, "the killed worker's death")
+    result = poll_tqmon(args, lambda r: _up(r, busy_name) == 0, 30, "the killed worker's death")
     # ttl (1 s job monitoring interval while busy) + allowance + a poll's time
     assert time.monotonic() - killed_at < 1 + 2.1 + 3
     assert all(_up(result, n) == 1 for n in ("w1", "w2", "w3") if n != busy_name)

@@ -73,7 +73,7 @@ def test_sidekiq_processes_queues_death_and_orphans(standalone, processes):
             "--sidekiq-heartbeat-timeout", TIMEOUT]
     result = first = poll_tqmon(
         args, lambda r: r.values("worker_pool_tasks_processed_total", pool="sidekiq") == [7.0],
-        15, "the fleet's counters")
+        30, "the fleet's counters")
     assert result.value("worker_pool_tasks_failed_total", pool="sidekiq") == 2
     assert result.values("worker_tasks_processed_total") == []  # counted per fleet only
     # two processes of one host (one deployment): one pool, whatever their pids and nonces

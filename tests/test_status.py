@@ -40,7 +40,7 @@ def fleet():
         streams.enqueue("high", {"n": i})
     streams.next("api-1", 1)
     devcluster.wait_for(lambda: _status(server, "--json").returncode == 0 and json.loads(
-        _status(server, "--json").stdout)["workers"]["dead"] == 2, 10, "ghosts dead")
+        _status(server, "--json").stdout)["workers"]["dead"] == 2, 30, "ghosts dead")
     yield server
     for heartbeat in live:
         heartbeat.stop()
@@ -114,7 +114,7 @@ def test_big_fleet_shows_pools_and_the_dead_only():
         for i in range(30):
             Heartbeat(client, name=f"batch-{i}", worker_id=f"batch-{i}", ttl=1,
                       interval=0.5).beat()
-        devcluster.wait_for(lambda: "30 dead" in _status(server).stdout, 10, "batch dead")
+        devcluster.wait_for(lambda: "30 dead" in _status(server).stdout, 30, "batch dead")
         out = _status(server).stdout
         assert "Workers: 60 alive, 30 dead" in out
         pool_rows = [cells(line) for line in out.splitlines() if cells(line)[:1] and
@@ -196,18 +196,18 @@ def test_watch_in_a_terminal_redraws_until_ctrl_c(fleet, no_color):
     term = Tmux(f"{sys.executable} -m tqmon status --watch 0.3 --read-only --heartbeat-ttl {TTL} "
                 f"--redis-url {fleet.url}", env)
     try:
-        devcluster.wait_for(lambda: "Workers: 3 alive, 2 dead" in term.screen(), 15, "a frame")
+        devcluster.wait_for(lambda: "Workers: 3 alive, 2 dead" in term.screen(), 30, "a frame")
         first = term.screen()
         assert term.alternate()  # drawn in the alternate screen
         assert all(len(line) <= 80 for line in first.splitlines())
         stamp = next(line for line in first.splitlines() if line.startswith("tqmon status"))
-        devcluster.wait_for(lambda: stamp not in term.screen(), 10, "a redraw")
+        devcluster.wait_for(lambda: stamp not in term.screen(), 30, "a redraw")
         frame = term.screen()
         assert frame.count("tqmon status") == 1  # redrawn in place, not scrolled
         assert ("\x1b[" in term.screen(escapes=True).replace("\x1b[0m", "")) is not no_color
         assert ("✘" in frame) is not no_color  # symbols only with colours
         term.keys("C-c")
-        devcluster.wait_for(lambda: "EXIT=0" in term.screen(), 10, "exit 0 after Ctrl-C")
+        devcluster.wait_for(lambda: "EXIT=0" in term.screen(), 30, "exit 0 after Ctrl-C")
         assert not term.alternate()  # the terminal is restored
         assert "Traceback" not in term.screen()
     finally:
@@ -220,7 +220,7 @@ def test_status_without_watch_in_a_terminal_has_colour(fleet):
                 f"--redis-url {fleet.url}",
                 {"PYTHONPATH": str(ROOT)})
     try:
-        devcluster.wait_for(lambda: "EXIT=0" in term.screen(), 15, "status to finish")
+        devcluster.wait_for(lambda: "EXIT=0" in term.screen(), 30, "status to finish")
         assert "\x1b[32m" in term.screen(escapes=True) and "✔" in term.screen()
     finally:
         term.kill()
