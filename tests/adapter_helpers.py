@@ -75,13 +75,19 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 def poll_tqmon(args: list[str], check: Callable[[Result], bool], timeout: float,
                what: str, env: dict[str, str] | None = None) -> Result:
-    """Run tqmon until `check` holds for its output; the last result on success."""
+    """Run tqmon until `check` holds for its output; the last result on success, with the start
+    of the last run that failed the check (a death test bounds that, not a guess of how long a
+    run takes on a loaded machine)."""
     deadline = time.monotonic() + timeout
+    missed = None
     while True:
+        started = time.monotonic()
         result = run_tqmon(*args, env=env)
         assert result.returncode == 0, result.stderr
         if check(result):
+            result.last_miss_started = missed
             return result
+        missed = started
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n"
                                  + result.stdout)

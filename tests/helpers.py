@@ -29,6 +29,8 @@ class Result:
     elapsed: float
     samples: list = field(default_factory=list)  # prometheus_client Sample tuples
     run_seconds: float | None = None  # from after start-up to the answer (run_tqmon(timed=))
+    # poll_tqmon: when (time.monotonic()) the last run whose output failed the check began
+    last_miss_started: float | None = None
 
     def values(self, metric: str, **labels: str) -> list[float]:
         return [s.value for s in self.samples if s.name == metric
