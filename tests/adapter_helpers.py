@@ -35,6 +35,13 @@ class Process:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
+    def terminate(self) -> None:
+        """A clean stop: SIGTERM to the CLI alone, as `kill PID` (or systemd's KillMode=mixed)
+        sends it; the CLI passes it on to its worker processes. Not to the whole session:
+        Dramatiq's worker process takes a second SIGTERM (its CLI forwards the first) as "kill
+        now" and exits 1 without giving back the messages it prefetched."""
+        self.proc.send_signal(signal.SIGTERM)
+
     def session(self) -> list[int]:
         """Every process of the worker's session: RQ's work horse leaves the process group
         (os.setpgrp), not the session."""

@@ -63,8 +63,8 @@ def test_dramatiq_workers_queues_death_and_read_only(standalone, processes, monk
 
     # A clean stop (SIGTERM, idle): its id stays in the heartbeats, silent, with no ack set
     # left (it gives back the delayed message it may have prefetched): forgotten, not dead.
-    processes[2].signal(signal.SIGTERM)
-    processes[2].proc.wait(30)
+    processes[2].terminate()
+    assert processes[2].proc.wait(30) == 0  # 1: Dramatiq's "killed", not a clean stop
     result = poll_tqmon(args, lambda r: len(workers & _alive(r)) == 2
                         and producer not in _up(r), 30, "the stopped worker silent")
     (stopped,) = workers - _alive(result)

@@ -149,7 +149,7 @@ def test_sidekiq_processes_queues_death_and_orphans(standalone, processes):
     assert result.total("workers_dead") == 1 and result.value("dead_workers_detected_total") == 2
     assert client.zscore("{tq}:sidekiq:dead", ids[1]) is None
     # a clean stop deregisters (no death), and leaves no live Sidekiq to prune members
-    processes[1].signal(signal.SIGTERM)
+    processes[1].terminate()
     processes[1].proc.wait(30)
 
     # Sidekiq's hashes expire 60 s after the last beat; the orphan page outlives them
