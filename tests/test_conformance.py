@@ -393,7 +393,7 @@ def _scenario(driver: Driver, url: str, client: redis.Redis, processes: list[Pro
     # 3. each process stopped cleanly and started again: no death, one pool, no fall
     for index in range(3):
         old = processes[index]
-        old.signal(signal.SIGTERM)
+        old.proc.send_signal(signal.SIGTERM)  # the main process, as an orchestrator does
         old.proc.wait(30)
         result = poll(lambda r: sum(_pools(r).values()) == after_stop, "a clean stop")
         assert result.total("workers_dead") == 0, "a clean stop counted as a death"
@@ -408,7 +408,7 @@ def _scenario(driver: Driver, url: str, client: redis.Redis, processes: list[Pro
     # 4. a job running longer than RUNNING s shows in the running age
     if driver.busy_is_last:  # the busy one must be known: two leave cleanly first
         for process in processes[:2]:
-            process.signal(signal.SIGTERM)
+            process.proc.send_signal(signal.SIGTERM)
             process.proc.wait(30)
     running = {"priority": driver.queue, "group": driver.schema}
     driver.enqueue(url, "sleep", 1)

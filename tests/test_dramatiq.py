@@ -63,7 +63,10 @@ def test_dramatiq_workers_queues_death_and_read_only(standalone, processes, monk
 
     # A clean stop (SIGTERM, idle): its id stays in the heartbeats, silent, with no ack set
     # left (it gives back the delayed message it may have prefetched): forgotten, not dead.
-    processes[2].signal(signal.SIGTERM)
+    # SIGTERM to the CLI's main process, as Kubernetes or docker stop do: it forwards one to
+    # its worker process. A second SIGTERM sent to the worker too (the whole session, or
+    # systemd's KillMode=control-group) makes Dramatiq kill it without giving messages back.
+    processes[2].proc.send_signal(signal.SIGTERM)
     processes[2].proc.wait(30)
     result = poll_tqmon(args, lambda r: len(workers & _alive(r)) == 2
                         and producer not in _up(r), 10, "the stopped worker silent")
