@@ -36,10 +36,11 @@ class Process:
                 os.kill(pid, signum)
 
     def terminate(self) -> None:
-        """A clean stop: SIGTERM to the CLI alone, as `kill PID` (or systemd's KillMode=mixed)
-        sends it; the CLI passes it on to its worker processes. Not to the whole session:
-        Dramatiq's worker process takes a second SIGTERM (its CLI forwards the first) as "kill
-        now" and exits 1 without giving back the messages it prefetched."""
+        """A clean stop: SIGTERM to the CLI's main process alone, as Kubernetes, `docker stop`
+        or systemd's KillMode=mixed send it; the CLI passes it on to its worker processes. Not
+        to the whole session: Dramatiq's worker process takes a second SIGTERM (its CLI
+        forwards the first) as "kill now" and exits 1 without giving back the messages it
+        prefetched."""
         self.proc.send_signal(signal.SIGTERM)
 
     def session(self) -> list[int]:

@@ -393,7 +393,7 @@ def _scenario(driver: Driver, url: str, client: redis.Redis, processes: list[Pro
     # 3. each process stopped cleanly and started again: no death, one pool, no fall
     for index in range(3):
         old = processes[index]
-        old.terminate()
+        old.terminate()  # the main process, as an orchestrator does
         old.proc.wait(30)
         result = poll(lambda r: sum(_pools(r).values()) == after_stop, "a clean stop")
         assert result.total("workers_dead") == 0, "a clean stop counted as a death"

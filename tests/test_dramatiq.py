@@ -63,6 +63,9 @@ def test_dramatiq_workers_queues_death_and_read_only(standalone, processes, monk
 
     # A clean stop (SIGTERM, idle): its id stays in the heartbeats, silent, with no ack set
     # left (it gives back the delayed message it may have prefetched): forgotten, not dead.
+    # SIGTERM to the CLI's main process, as Kubernetes or docker stop do: it forwards one to
+    # its worker process. A second SIGTERM sent to the worker too (the whole session, or
+    # systemd's KillMode=control-group) makes Dramatiq kill it without giving messages back.
     processes[2].terminate()
     assert processes[2].proc.wait(30) == 0  # 1: Dramatiq's "killed", not a clean stop
     result = poll_tqmon(args, lambda r: len(workers & _alive(r)) == 2

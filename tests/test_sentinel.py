@@ -223,6 +223,17 @@ def test_wrong_password_or_master_name_one_line_exit_0(sentinels, case):
         "monitors no master named 'no-such-master'" in flat
 
 
+@pytest.mark.parametrize("schema", sorted(config.SCHEMAS))
+def test_no_master_named_every_collector_is_down(sentinels, schema):
+    """Nothing read is never reported as healthy and empty, under any schema: one line (the
+    sentinels'), every collector down, exit 0."""
+    result = run_tqmon(*sentinels.args()[:-1], "no-such-master", "--schema", schema, env=ENV)
+    assert result.returncode == 0
+    assert result.stderr.count("\n") == 1, result.stderr
+    ups = result.series("tqmon_collector_up")
+    assert len(ups) >= 3 and result.values("tqmon_collector_up") == [0] * len(ups)
+
+
 def test_one_sentinel_stopped_is_down_and_the_run_in_time(sentinels, fleet):
     stopped = sentinels.sentinels[0]
     stopped.signal(signal.SIGSTOP)

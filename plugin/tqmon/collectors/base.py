@@ -62,15 +62,21 @@ class Context:
 Collect = Callable[[Context], Samples]
 
 
+def no_node(ctx: Context, what: str) -> Exception:
+    """What a collector raises when it has no node to read at all: it is down, never up with
+    nothing. Under Sentinel the sentinels' lines have said why, once."""
+    if ctx.topology.sentinel is not None:
+        return NodeDown("no sentinel named a master")
+    return ConnectionError(what)
+
+
 def on_key_owner(ctx: Context, key: str, work: Callable[[redis.Redis], T]) -> T:
     """Run `work` on a bytes client for the node holding `key`, following one MOVED redirect
     (the seed's view of the cluster can trail a failover by a moment). Bytes, because keys
     built from names read in Redis must round-trip exactly, whatever their encoding."""
     node = ctx.topology.node_for(key)
-    if node is None and ctx.topology.sentinel is not None:
-        raise NodeDown("no sentinel named a master")  # the sentinel lines say why, once
     if node is None:
-        raise ConnectionError(f"no reachable master is known for {key}")
+        raise no_node(ctx, f"no reachable master is known for {key}")
     for attempt in range(2):
         client = connection.client(ctx.config, node.host, node.port, ctx.deadline,
                                    tls=node.tls, decode=False)

@@ -38,7 +38,16 @@ import redis
 
 from .. import connection
 from ..model import Samples, describe_error
-from .base import BATCH, WORKER_REASONS, Context, Skips, cut, on_key_owner, server_time
+from .base import (
+    BATCH,
+    WORKER_REASONS,
+    Context,
+    Skips,
+    cut,
+    no_node,
+    on_key_owner,
+    server_time,
+)
 from .running import RunningAge
 
 log = logging.getLogger(__name__)
@@ -78,7 +87,10 @@ def _worker_connections(ctx: Context) -> Counter[str]:
     for a queue counts, as BullMQ's getWorkers does). Raises when CLIENT LIST is refused."""
     head = f"{ctx.config.bullmq_prefix}:".encode()
     best: Counter[str] = Counter()
-    for node in _masters(ctx):
+    masters = _masters(ctx)
+    if not masters:
+        raise no_node(ctx, "no reachable master is known")
+    for node in masters:
         client = connection.client(ctx.config, node.host, node.port, ctx.deadline,
                                    tls=node.tls, db=0, decode=False)
         try:

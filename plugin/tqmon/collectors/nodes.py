@@ -11,11 +11,10 @@ import math
 from typing import Any
 
 from .. import connection
-from ..failures import NodeDown
 from ..model import Samples, describe_error
 from ..parallel import run_parallel
 from ..topology import Node, format_address
-from .base import Context
+from .base import Context, no_node
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +119,7 @@ def _node_samples(
 def collect(ctx: Context) -> Samples:
     nodes = ctx.topology.nodes
     if not nodes:  # nothing read is not "every node fine"
-        if ctx.topology.sentinel is not None:
-            raise NodeDown("no sentinel named a master")  # the sentinel lines say why, once
-        raise ConnectionError("no Redis node is known")
+        raise no_node(ctx, "no Redis node is known")
     answers = run_parallel({n: (lambda n=n: _query(ctx, n)) for n in nodes}, ctx.deadline)
     samples = Samples()
     for node in nodes:

@@ -23,7 +23,7 @@ from ...failures import NODE_ERRORS, NodeDown
 from ...model import Samples, describe_error
 from ...parallel import run_parallel
 from ...topology import Node
-from ..base import Context, on_key_owner, server_time
+from ..base import Context, no_node, on_key_owner, server_time
 from . import act
 from .stream_state import Consumers, Group, Stream
 
@@ -249,9 +249,9 @@ def collect(ctx: Context) -> Samples:
             skips.update(answer[1])
     streams = _follow_ask(ctx, streams, skips)
     if not streams and skips["unreachable"]:
-        if not by_node and ctx.topology.sentinel is None:  # not said by any node's failure
-            raise ConnectionError("no reachable master is known for the queue streams")
-        raise NodeDown("no queue stream could be read")  # each node's (or sentinel's) line
+        if not by_node:  # no node's failure said it
+            raise no_node(ctx, "no reachable master is known for the queue streams")
+        raise NodeDown("no queue stream could be read")  # each node's failure is on stderr
     names = {c["name"] for s in streams for g in s.groups.values()
              for c in [*(g.pending or {}).get("consumers", []), *g.consumers]}
     try:
