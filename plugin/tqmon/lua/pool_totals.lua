@@ -44,11 +44,14 @@ if n > 0 then
       redis.call('HSETNX', KEYS[3], 'failed|' .. pool, 0)
     end
     for k = 1, 2 do
-      local count = math.floor(tonumber(ARGV[4 + k + 4 * i]) or 0)
-      local before = tonumber(seen[2 * i + k] or '-1')
-      if count > before then
-        redis.call('HSET', KEYS[1], fields[2 * i + k], count)
-        redis.call('HINCRBY', KEYS[3], kinds[k] .. '|' .. pool, count - math.max(before, 0))
+      -- unchanged (the same digits as stored: the common case) adds nothing: no arithmetic
+      if seen[2 * i + k] ~= ARGV[4 + k + 4 * i] then
+        local count = math.floor(tonumber(ARGV[4 + k + 4 * i]) or 0)
+        local before = tonumber(seen[2 * i + k] or '-1')
+        if count > before then
+          redis.call('HSET', KEYS[1], fields[2 * i + k], count)
+          redis.call('HINCRBY', KEYS[3], kinds[k] .. '|' .. pool, count - math.max(before, 0))
+        end
       end
     end
     -- last seen: refreshed once a quarter of the retention has passed, so a live worker is
