@@ -142,16 +142,18 @@ def _pools(out: Samples, tags: dict[bytes, str], identities: list[bytes], namer:
     hash is gone takes the tag the other processes of its host's deployment carry, so a death
     stays in its pool; else (or untagged) the deployment its identity names. One naming per
     identity (a tag's is cached), so 1,000s of processes cost a few milliseconds."""
-    hosts = {identity: namer(cut(identity.decode("utf-8", "backslashreplace")))
+    names = {identity: cut(identity.decode("utf-8", "backslashreplace"))
              for identity in identities}
+    hosts = {identity: namer(name) for identity, name in names.items()}
     by_host: dict[str, set[str]] = {}
     for identity, tag in tags.items():
         if identity in hosts:
             by_host.setdefault(hosts[identity], set()).add(tag)
     for identity, host in hosts.items():
-        siblings = by_host.get(host, set())
-        tag = tags.get(identity) or (next(iter(siblings)) if len(siblings) == 1 else "")
-        name = cut(identity.decode("utf-8", "backslashreplace"))
+        siblings = by_host.get(host)
+        tag = tags.get(identity) or (next(iter(siblings)) if siblings and len(siblings) == 1
+                                     else "")
+        name = names[identity]
         out.pools[name] = namer(name, prefer=tag) if tag or namer.pattern else host
 
 
@@ -295,12 +297,10 @@ def _read_queues(client: redis.Redis, names: list[bytes], now: float, out: Sampl
 
 
 def _orphan_totals(ctx: Context, client: redis.Redis, processes: list[Process],
-                   skips: Counter[str]) -> Counter[str]:
-    """Jobs held by dead processes, by queue: what their work hashes still show, else what
-    tqmon remembered when it first saw them dead (their hashes expire 60 s after the last
-    beat). Processes alive now are never counted, whatever was remembered."""
-    dead = [p.identity for p in processes if not p.up]
-    readable = _orphans(client, dead, skips)
+                   readable: dict[bytes, Counter[str]], skips: Counter[str]) -> Counter[str]:
+    """Jobs held by dead processes, by queue: what their work hashes still show (`readable`),
+    else what tqmon remembered when it first saw them dead (their hashes expire 60 s after the
+    last beat). Processes alive now are never counted, whatever was remembered."""
     alive = {p.identity for p in processes if p.up}
     totals: Counter[str] = Counter()
     orphans_key = memory_keys(ctx.config.prefix)[1]
@@ -351,11 +351,16 @@ def collect_queues(ctx: Context) -> Samples:
                         float(count))
         processes = _read_processes(client, _members(client, PROCESSES, int(process_count)),
                                     (b"beat", b"busy", b"concurrency"), now, timeout, Skips())
-        orphaned = _orphan_totals(ctx, client, processes, skips)
-        # running age: the jobs of live processes that say they run some (`busy`)
-        busy = {p.identity: sidekiq_work.work_suffix(p.fields[2]) for p in processes
-                if p.up and p.fields[1] not in (None, b"0")}
-        sidekiq_work.running(sidekiq_work.read(client, list(busy), skips, busy), skips).add_to(
+        # the work hashes in one go: dead processes' (both names: their jobs are orphaned)
+        # and, for the running age, those of live processes that say they run some (`busy`)
+        hashes = {p.identity: sidekiq_work.WORK_SUFFIXES for p in processes if not p.up}
+        dead = len(hashes)
+        hashes.update((p.identity, sidekiq_work.work_suffix(p.fields[2])) for p in processes
+                      if p.up and p.fields[1] not in (None, b"0"))
+        work = list(sidekiq_work.read(client, list(hashes), skips, hashes).items())
+        orphaned = _orphan_totals(ctx, client, processes, {
+            identity: sidekiq_work.by_queue(jobs) for identity, jobs in work[:dead]}, skips)
+        sidekiq_work.running(dict(work[dead:]), skips).add_to(
             out, now, GROUP, (n.decode("utf-8", "backslashreplace") for n in names))
         for queue in sorted({cut(n.decode("utf-8", "backslashreplace"))
                              for n in names} | set(orphaned)):

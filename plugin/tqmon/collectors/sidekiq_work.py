@@ -4,13 +4,14 @@ runs now, `<identity>:work` (7+; `<identity>:workers` in 6.x), HASH thread id ->
 
 The jobs of dead processes are orphaned (collectors.sidekiq); the oldest `run_at` among live
 processes' jobs is each queue's running age (collectors.running). One HVALS per hash name,
-pipelined 1,000 at a time; each value parsed with boundedjson (a bad one is `bad_value`).
+pipelined 1,000 at a time (the queues side reads the dead and the busy processes' together);
+each value parsed with boundedjson (a bad one is `bad_value`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import redis
 
@@ -22,8 +23,7 @@ WORK_SUFFIXES = (b":work", b":workers")  # Sidekiq 7+, 6.x
 MILLISECONDS_ABOVE = 1e11  # a Unix time above this is in milliseconds (Sidekiq 8)
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(NamedTuple):  # a tuple: one per running job, built fast
     queue: str
     run_at: float | None  # Unix seconds it started, None when unreadable
 
@@ -67,24 +67,20 @@ def parse_job(raw: bytes) -> Job | None:
 
 
 def read(client: redis.Redis, identities: list[bytes], skips: Counter[str],
-         suffixes: tuple[bytes, ...] | dict[bytes, bytes] = WORK_SUFFIXES
+         suffixes: tuple[bytes, ...] | dict[bytes, tuple[bytes, ...]] = WORK_SUFFIXES
          ) -> dict[bytes, list[Job]]:
-    """The jobs in the processes' work hashes (HVALS, pipelined in batches): both names, or
-    the one `suffixes` maps each identity to (its version is known: `work_suffix`)."""
+    """The jobs in the processes' work hashes (HVALS, pipelined BATCH at a time): both names,
+    or the ones `suffixes` maps each identity to (its version known: `work_suffix`)."""
     found: dict[bytes, list[Job]] = {}
-    per = len(suffixes) if isinstance(suffixes, tuple) else 1
+    batch: list[tuple[bytes, int]] = []  # identity, its number of hashes
+    commands: list[tuple[bytes, bytes]] = []
 
-    def names(identity: bytes) -> tuple[bytes, ...]:
-        return suffixes if isinstance(suffixes, tuple) else (suffixes[identity],)
-
-    for start in range(0, len(identities), BATCH // per):
-        batch = identities[start:start + BATCH // per]
-        replies = connection.pipelined(client, [(b"HVALS", identity + suffix)
-                                                 for identity in batch
-                                                 for suffix in names(identity)])
-        for index, identity in enumerate(batch):
+    def flush() -> None:
+        replies = connection.pipelined(client, commands) if commands else []
+        at = 0
+        for identity, count in batch:
             jobs: list[Job] = []
-            for reply in replies[index * per:(index + 1) * per]:
+            for reply in replies[at:at + count]:
                 if isinstance(reply, Exception):
                     skips["wrong_type"] += 1
                     continue
@@ -95,13 +91,25 @@ def read(client: redis.Redis, identities: list[bytes], skips: Counter[str],
                     else:
                         jobs.append(job)
             found[identity] = jobs
+            at += count
+        batch.clear()
+        commands.clear()
+
+    for identity in identities:
+        names = suffixes if isinstance(suffixes, tuple) else suffixes[identity]
+        batch.append((identity, len(names)))
+        commands.extend((b"HVALS", identity + suffix) for suffix in names)
+        if len(commands) >= BATCH:
+            flush()
+    if batch:
+        flush()
     return found
 
 
-def work_suffix(concurrency: object) -> bytes:
+def work_suffix(concurrency: object) -> tuple[bytes]:
     """The work hash's name from the process hash: Sidekiq 7+ writes `concurrency` there (and
     `<identity>:work`), 6.x neither (`<identity>:workers`)."""
-    return WORK_SUFFIXES[0] if concurrency is not None else WORK_SUFFIXES[1]
+    return WORK_SUFFIXES[:1] if concurrency is not None else WORK_SUFFIXES[1:]
 
 
 def by_queue(jobs: list[Job]) -> Counter[str]:
