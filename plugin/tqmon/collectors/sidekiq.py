@@ -24,8 +24,9 @@ tqmon remembers each death and its jobs under its own `{P}:sidekiq:*` keys, thro
 script (lua/sidekiq_dead.lua) that counts a death once however many collectors run, and keeps
 the orphans reported until --dead-retention has passed.
 
-Round trips: TIME, sizes and counters; the sets; HMGET per process and LLEN + LINDEX per queue,
-pipelined 1,000 at a time; HVALS of dead processes' work hashes; the memory script.
+Round trips: TIME, sizes and counters; the sets; HMGET per process (once per run, for the
+workers and the queues collector alike) and LLEN + LINDEX per queue, pipelined 1,000 at a time;
+HVALS of dead and busy processes' work hashes; the memory script.
 """
 
 from __future__ import annotations
@@ -105,6 +106,29 @@ def _read_processes(client: redis.Redis, identities: list[bytes], fields: tuple[
             process.age = max(0.0, now - beat)
             process.up = process.age <= timeout
     return processes
+
+
+@dataclass
+class Fleet:
+    """`processes` as read once per run, by whichever collector asks first (the workers and
+    the queues collector both need every process hash)."""
+
+    now: float  # the server time the processes were judged up by
+    identities: list[bytes]
+    processes: list[Process]
+    skips: Skips  # what reading them skipped: the workers collector reports it
+
+
+def _fleet(ctx: Context, client: redis.Redis, now: float, size: int) -> Fleet:
+    """SMEMBERS (or SSCAN) of `processes` and HMGET of each hash, once per run."""
+    def read() -> Fleet:
+        skips = Skips()
+        identities = _members(client, PROCESSES, size)
+        processes = _read_processes(client, identities, FIELDS, now,
+                                    ctx.config.sidekiq_heartbeat_timeout, skips)
+        return Fleet(now, identities, processes, skips)
+
+    return ctx.once.get("sidekiq_processes", read)
 
 
 def _orphans(client: redis.Redis, dead: list[bytes], skips: Counter[str]
@@ -209,7 +233,7 @@ def _worker_rows(out: Samples, processes: list[Process], now: float, skips: Skip
 def collect_workers(ctx: Context) -> Samples:
     """Per process: up, beat age, uptime, busy and concurrency, quiet, host, queues; the
     fleet's processed and failed counters; deaths remembered and counted once."""
-    timeout, keys = ctx.config.sidekiq_heartbeat_timeout, memory_keys(ctx.config.prefix)
+    keys = memory_keys(ctx.config.prefix)
 
     def work(client: redis.Redis) -> Samples:
         out, skips = Samples(), Skips()
@@ -223,9 +247,9 @@ def collect_workers(ctx: Context) -> Samples:
         for reply in (clock, size):
             if isinstance(reply, Exception):
                 raise reply
-        now = server_time(clock)
-        identities = _members(client, PROCESSES, int(size))
-        processes = _read_processes(client, identities, FIELDS, now, timeout, skips)
+        fleet = _fleet(ctx, client, server_time(clock), int(size))
+        skips.update(fleet.skips)
+        now, identities, processes = fleet.now, fleet.identities, fleet.processes
         tags = _worker_rows(out, processes, now, skips)
         dead = [p.identity for p in processes if not p.up]
         known = set() if isinstance(remembered, Exception) else set(remembered)
@@ -326,7 +350,6 @@ def collect_queues(ctx: Context) -> Samples:
     """Depth and oldest waiting age per queue, the schedule/retry/dead sets, the jobs dead
     processes were running (task_queue_orphaned) and the oldest running job's age (`run_at`
     in live processes' work hashes)."""
-    timeout = ctx.config.sidekiq_heartbeat_timeout
 
     def work(client: redis.Redis) -> Samples:
         out, skips = Samples(), Skips()
@@ -349,13 +372,12 @@ def collect_queues(ctx: Context) -> Samples:
             else:  # one set for all queues: the queue of each job is inside its payload
                 out.add("task_queue_registry_jobs", {"priority": "", "registry": registry},
                         float(count))
-        processes = _read_processes(client, _members(client, PROCESSES, int(process_count)),
-                                    (b"beat", b"busy", b"concurrency"), now, timeout, Skips())
+        processes = _fleet(ctx, client, now, int(process_count)).processes
         # the work hashes in one go: dead processes' (both names: their jobs are orphaned)
         # and, for the running age, those of live processes that say they run some (`busy`)
         hashes = {p.identity: sidekiq_work.WORK_SUFFIXES for p in processes if not p.up}
         dead = len(hashes)
-        hashes.update((p.identity, sidekiq_work.work_suffix(p.fields[2])) for p in processes
+        hashes.update((p.identity, sidekiq_work.work_suffix(p.fields[3])) for p in processes
                       if p.up and p.fields[1] not in (None, b"0"))
         work = list(sidekiq_work.read(client, list(hashes), skips, hashes).items())
         orphaned = _orphan_totals(ctx, client, processes, {
