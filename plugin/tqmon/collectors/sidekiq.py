@@ -375,14 +375,16 @@ def collect_queues(ctx: Context) -> Samples:
         processes = _fleet(ctx, client, now, int(process_count)).processes
         # the work hashes in one go: dead processes' (both names: their jobs are orphaned)
         # and, for the running age, those of live processes that say they run some (`busy`)
-        hashes = {p.identity: sidekiq_work.WORK_SUFFIXES for p in processes if not p.up}
-        dead = len(hashes)
-        hashes.update((p.identity, sidekiq_work.work_suffix(p.fields[3])) for p in processes
-                      if p.up and p.fields[1] not in (None, b"0"))
-        work = list(sidekiq_work.read(client, list(hashes), skips, hashes).items())
+        hashes = {p.identity: sidekiq_work.WORK_SUFFIXES if not p.up
+                  else sidekiq_work.work_suffix(p.fields[3]) for p in processes
+                  if not p.up or p.fields[1] not in (None, b"0")}
+        jobs = sidekiq_work.read(client, list(hashes), skips, hashes)
+        dead = {p.identity for p in processes if not p.up}
         orphaned = _orphan_totals(ctx, client, processes, {
-            identity: sidekiq_work.by_queue(jobs) for identity, jobs in work[:dead]}, skips)
-        sidekiq_work.running(dict(work[dead:]), skips).add_to(
+            identity: sidekiq_work.by_queue(held) for identity, held in jobs.items()
+            if identity in dead}, skips)
+        sidekiq_work.running({identity: held for identity, held in jobs.items()
+                              if identity not in dead}, skips).add_to(
             out, now, GROUP, (n.decode("utf-8", "backslashreplace") for n in names))
         for queue in sorted({cut(n.decode("utf-8", "backslashreplace"))
                              for n in names} | set(orphaned)):
