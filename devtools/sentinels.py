@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -45,6 +46,12 @@ def ipv6_loopback() -> bool:
     except OSError:
         return False
     return True
+
+
+def _as_dict(reply: Any) -> dict[str, str]:
+    """A SENTINEL reply's entry (RESP2: a flat list of names and values) as field: value."""
+    return dict(zip(reply[::2], reply[1::2], strict=False)) if isinstance(reply, list) \
+        else dict(reply)
 
 
 @dataclass(eq=False)
@@ -90,15 +97,12 @@ class SentinelServer:
 
     def master(self) -> dict[str, str]:
         """SENTINEL MASTER, as field: value."""
-        reply = self.client().execute_command("SENTINEL", "MASTER", MASTER_NAME)
-        return dict(zip(reply[::2], reply[1::2], strict=False)) if isinstance(reply, list) \
-            else dict(reply)
+        return _as_dict(self.client().execute_command("SENTINEL", "MASTER", MASTER_NAME))
 
     def replicas(self) -> list[dict[str, str]]:
         """SENTINEL REPLICAS: this sentinel's view of each replica, as field: value."""
         reply = self.client().execute_command("SENTINEL", "REPLICAS", MASTER_NAME)
-        return [dict(zip(r[::2], r[1::2], strict=False)) if isinstance(r, list) else dict(r)
-                for r in reply]
+        return [_as_dict(entry) for entry in reply]
 
     def signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:
